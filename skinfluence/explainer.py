@@ -1,0 +1,496 @@
+"""InfluenceExplainer: the scikit-learn meta-estimator users meet.
+
+It validates input, fits or adopts the wrapped model, builds the adapter and the
+solver, and hands the blocked work to ``compute.py``. It does no linear algebra.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+from sklearn.utils import Bunch, get_tags
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skinfluence import compute
+from skinfluence.models import check_supported, make_adapter
+from skinfluence.solvers import SOLVERS, make_solver
+
+#: ``||grad R|| / RMS ||g_i||`` above which fit warns that theta_hat is no optimum.
+STATIONARITY_WARN = 1e-3
+
+class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
+    """Influence functions (Koh & Liang, 2017) for a fitted scikit-learn model.
+
+    Wraps a model, fits it (or adopts an already fitted one passed as
+    :class:`sklearn.frozen.FrozenEstimator`) and answers which training points are
+    responsible for a prediction and which look mislabeled.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A :class:`~sklearn.linear_model.LogisticRegression` (L2 or no penalty,
+        binary or multinomial), :class:`~sklearn.linear_model.Ridge`,
+        :class:`~sklearn.linear_model.LinearRegression`, or a
+        :class:`~sklearn.pipeline.Pipeline` ending in one (earlier steps are fixed
+        feature maps). It is cloned and fitted in :meth:`fit`, unless wrapped in a
+        ``FrozenEstimator``, which is used as it is. ``estimator`` itself is never
+        changed.
+    damping : float, default=0.0
+        ``lambda`` added to the Hessian: ``(H + lambda I)^-1``. Needed when the
+        Hessian is singular (no penalty and collinear features, for instance).
+    solver : {"auto", "direct", "cg"}, default="auto"
+        How ``H^-1`` is applied. "direct" factors the dense Hessian once (exact);
+        "cg" uses conjugate gradient on Hessian-vector products (for many
+        parameters, e.g. wide sparse data); "auto" picks "direct" up to 3000
+        parameters.
+    tol : float, default=1e-8
+        Relative residual at which "cg" stops.
+    max_iter : int or None, default=None
+        Iteration cap for "cg" (None: 10 times the number of parameters).
+    batch_size : int or None, default=None
+        Training samples per block when streaming gradients. None derives it
+        from ``working_memory``.
+    working_memory : float or None, default=None
+        Budget in MiB for the largest temporary (a block of gradients and its
+        products); None uses ``sklearn.get_config()["working_memory"]``.
+    copy_X : bool, default=True
+        Keep a private copy of the training features, so that later changes to
+        the caller's array cannot change results.
+    verbose : int, default=0
+        Show progress bars (``tqdm.auto``, Jupyter-friendly) over blocks.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The fitted model that influence is computed for.
+    n_features_in_ : int
+        Number of features seen in :meth:`fit`.
+    feature_names_in_ : ndarray of str
+        Feature names seen in :meth:`fit`, when ``X`` had them.
+    classes_ : ndarray or None
+        Class labels of a classifier, None for a regressor.
+    n_train_ : int
+        Number of training samples.
+    n_params_ : int
+        Number of parameters influence is taken over (see Notes for the layout).
+    removal_weights_ : ndarray of shape (n_train_,)
+        ``s_i / S``, each point's share of the training objective (``1/n_train_``
+        without sample weights). Removing point ``i`` changes a test loss by about
+        ``-removal_weights_[i] * influence[:, i]``.
+    solver_ : str
+        The solver used ("direct" or "cg"), after resolving "auto".
+    damping_ : float
+        The damping actually added to the Hessian.
+    hessian_condition_ : float or None
+        Condition number estimate of the damped Hessian ("direct" only).
+    stationarity_ : float
+        ``||grad R(theta_hat)||`` relative to the RMS per-sample gradient norm;
+        influence functions assume it is close to 0 (a warning is raised above
+        ``1e-3``).
+
+    Notes
+    -----
+    With training objective
+    :math:`R(\\theta) = \\frac{1}{S}\\sum_i s_i L(z_i, \\theta) + \\Omega(\\theta)`
+    (the one the model really minimised: LogisticRegression's
+    ``(1/S) sum s_i logloss_i + ||w||^2 / (2 C S)`` with unpenalised intercept,
+    Ridge's ``(1/S) sum s_i (y_i - yhat_i)^2 + alpha ||w||^2 / S``) and
+    :math:`H = \\nabla^2 R(\\hat\\theta)`:
+
+    - :math:`I_{up,loss}(z, z_t) = -\\nabla L(z_t)^T H^{-1} \\nabla L(z)`
+    - :math:`I_{up,params}(z) = -H^{-1} \\nabla L(z)`
+    - self-influence :math:`\\nabla L(z)^T H^{-1} \\nabla L(z) \\geq 0`
+
+    The per-sample loss ``L`` is the log-loss for classifiers and the squared
+    error for regressors. Parameters are flattened output by output (one row for
+    binary or single-target models, one per class for the multinomial), each row
+    holding the coefficients then the intercept; the multinomial model's exact
+    flat direction (the shared intercept shift) is solved on its complement.
+
+    References
+    ----------
+    Koh, P. W. and Liang, P. "Understanding Black-box Predictions via Influence
+    Functions." ICML 2017.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skinfluence import InfluenceExplainer
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression())
+    >>> ex = InfluenceExplainer(model).fit(X[:400], y[:400])
+    >>> ex.influence(X[400:], y[400:]).shape
+    (169, 400)
+    """
+
+    def __init__(self, estimator, *, damping=0.0, solver="auto", tol=1e-8, max_iter=None,
+                 batch_size=None, working_memory=None, copy_X=True, verbose=0):
+        self.estimator = estimator
+        self.damping = damping
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.working_memory = working_memory
+        self.copy_X = copy_X
+        self.verbose = verbose
+
+    # -- fitting ---------------------------------------------------------------
+    def _check_params(self):
+        if not (isinstance(self.damping, numbers.Real) and np.isfinite(self.damping)
+                and self.damping >= 0):
+            raise ValueError(f"damping must be a finite number >= 0, got {self.damping!r}.")
+        if self.solver != "auto" and self.solver not in SOLVERS:
+            raise ValueError(
+                f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {self.solver!r}."
+            )
+        if self.batch_size is not None and not (
+            isinstance(self.batch_size, numbers.Integral) and self.batch_size >= 1
+        ):
+            raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size!r}.")
+        if self.working_memory is not None and not (
+            isinstance(self.working_memory, numbers.Real) and self.working_memory > 0
+        ):
+            raise ValueError(
+                f"working_memory must be a positive number of MiB or None, got "
+                f"{self.working_memory!r}."
+            )
+
+    def _working_memory(self):
+        if self.working_memory is not None:
+            return float(self.working_memory)
+        from sklearn import get_config
+
+        return float(get_config()["working_memory"])
+
+    def _validate_X(self, X, y=None, reset=False):
+        """Feature-count / name checks; full numeric checks unless a Pipeline transforms X."""
+        model = self.estimator_ if hasattr(self, "estimator_") else self.estimator
+        if isinstance(model, FrozenEstimator):
+            model = model.estimator
+        if isinstance(model, Pipeline):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+        else:
+            validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float64,
+                          ensure_all_finite=True)
+        if y is not None and hasattr(X, "__len__") and len(y) != _num_samples(X):
+            raise ValueError(
+                f"X and y have inconsistent numbers of samples: {_num_samples(X)} and {len(y)}."
+            )
+
+    def fit(self, X, y, sample_weight=None, **fit_params):
+        """Fit (or adopt) the model and factor its Hessian.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Training data: the data the model is (or was) fitted on.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Training targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights; they are passed to the model's fit and define the
+            training objective. For a frozen model, pass the weights it was
+            fitted with.
+        **fit_params : dict
+            Further parameters passed to the model's ``fit``.
+
+        Returns
+        -------
+        self : InfluenceExplainer
+            The fitted explainer.
+        """
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        self._check_params()
+        est = self.estimator
+        frozen = isinstance(est, FrozenEstimator)
+        inner = est.estimator if frozen else est
+        check_supported(inner)
+        self._validate_X(X, y, reset=True)
+        sample_weight = _check_sample_weight(sample_weight, _num_samples(X))
+        if frozen:
+            try:
+                check_is_fitted(inner)
+            except NotFittedError as exc:
+                raise NotFittedError(
+                    f"The {type(inner).__name__} inside FrozenEstimator is not fitted: "
+                    "a frozen estimator is used as it is, so fit it first (or pass it "
+                    "unfrozen to have the explainer fit a clone)."
+                ) from exc
+            model = inner
+        else:
+            if sample_weight is not None:
+                key = "sample_weight"
+                if isinstance(inner, Pipeline):
+                    key = f"{inner.steps[-1][0]}__sample_weight"
+                fit_params = {**fit_params, key: sample_weight}
+            model = clone(inner).fit(X, y, **fit_params)
+        self.estimator_ = model
+        wm = self._working_memory()
+        adapter = make_adapter(model, X, y, sample_weight, working_memory=wm,
+                               copy_X=self.copy_X)
+        self.stationarity_ = compute.stationarity(adapter, working_memory=wm,
+                                                  batch_size=self.batch_size)
+        if not self.stationarity_ <= STATIONARITY_WARN:
+            warnings.warn(
+                f"The fitted parameters are not a stationary point of the training "
+                f"objective: ||grad R|| is {self.stationarity_:.3g} times the typical "
+                "per-sample gradient norm. Influence functions assume an optimum; "
+                "refit with a smaller tol or a larger max_iter.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        solver = make_solver(self.solver, adapter.n_params, damping=float(self.damping),
+                             tol=self.tol, max_iter=self.max_iter)
+        solver.fit(adapter)
+        self._adapter = adapter
+        self._solver = solver
+        self.classes_ = adapter.classes_
+        self.n_train_ = adapter.n_train
+        self.n_params_ = adapter.n_params
+        self.removal_weights_ = adapter.removal_weights
+        self.solver_ = solver.name
+        self.damping_ = solver.damping
+        self.hessian_condition_ = getattr(solver, "condition_number_", None)
+        return self
+
+    # -- queries ---------------------------------------------------------------
+    def _prepare(self, X, y):
+        check_is_fitted(self)
+        if y is None:
+            raise ValueError("y is required: influence is about the loss at (X, y).")
+        self._validate_X(X, y, reset=False)
+        return self._adapter.prepare(X, y)
+
+    def _budget(self):
+        return {"working_memory": self._working_memory(), "batch_size": self.batch_size,
+                "verbose": self.verbose}
+
+    def influence(self, X, y):
+        """Influence of every training point on the loss at each test sample.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_test, n_features)
+            Test samples.
+        y : array-like of shape (n_test,) or (n_test, n_targets)
+            Their labels or targets.
+
+        Returns
+        -------
+        influence : ndarray of shape (n_test, n_train)
+            ``I_up,loss(z_train, z_test) = -grad L(z_test)^T H^-1 grad L(z_train)``.
+
+        Notes
+        -----
+        Sign (Koh & Liang): positive = harmful (upweighting the training point
+        raises the test loss), negative = helpful. Removing training point ``i``
+        changes the test loss by about ``-removal_weights_[i] * influence[:, i]``
+        (``-influence[:, i] / n_train_`` without sample weights).
+
+        The training set is streamed in blocks; the largest temporary is bounded
+        by ``working_memory``; the result itself is ``n_test * n_train`` floats.
+        """
+        data = self._prepare(X, y)
+        return compute.influence_matrix(self._adapter, self._solver, data, **self._budget())
+
+    def self_influence(self, X=None, y=None):
+        """Self-influence ``grad L(z)^T H^-1 grad L(z)`` of each sample (>= 0).
+
+        Large values mean the model bends to fit that sample: a mislabel suspect.
+        This is ``-I_up,loss(z, z)``; removing training point ``i`` raises its own
+        loss by about ``removal_weights_[i] * self_influence[i]``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), default=None
+            Samples to score; None scores the training set.
+        y : array-like of shape (n_samples,), default=None
+            Their labels; required when ``X`` is given.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            Self-influence, higher = more influential on itself.
+        """
+        if X is None:
+            if y is not None:
+                raise ValueError("y was given without X.")
+            check_is_fitted(self)
+            data = self._adapter.train_data
+        else:
+            data = self._prepare(X, y)
+        return compute.self_influence(self._adapter, self._solver, data, **self._budget())
+
+    def most_influential(self, X, y, k=10):
+        """The ``k`` most helpful and most harmful training points for each test sample.
+
+        The influence matrix is streamed and never held whole.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            Test samples.
+        y : array-like of shape (n_test,)
+            Their labels or targets.
+        k : int, default=10
+            How many of each to return.
+
+        Returns
+        -------
+        result : Bunch
+            ``helpful_indices``, ``helpful_values``: ``(n_test, k)`` training
+            indices and their ``I_up,loss``, most negative (most helpful) first;
+            ``harmful_indices``, ``harmful_values``: most positive (most harmful)
+            first.
+        """
+        if not (isinstance(k, numbers.Integral) and k >= 1):
+            raise ValueError(f"k must be a positive int, got {k!r}.")
+        data = self._prepare(X, y)
+        if k > self.n_train_:
+            raise ValueError(f"k={k} is larger than the training set ({self.n_train_}).")
+        h_idx, h_val, b_idx, b_val = compute.top_k_influence(
+            self._adapter, self._solver, data, k, **self._budget()
+        )
+        return Bunch(helpful_indices=h_idx, helpful_values=h_val,
+                     harmful_indices=b_idx, harmful_values=b_val)
+
+    def _train_subset(self, train_indices):
+        data = self._adapter.train_data
+        if train_indices is None:
+            return data
+        idx = np.asarray(train_indices)
+        if idx.dtype == bool:
+            if idx.shape != (self.n_train_,):
+                raise ValueError("A boolean train_indices must have one entry per training point.")
+            idx = np.flatnonzero(idx)
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError("train_indices must be a 1-d array of integer indices.")
+        if idx.size and (idx.min() < -self.n_train_ or idx.max() >= self.n_train_):
+            raise IndexError(f"train_indices out of range for {self.n_train_} training points.")
+        return self._adapter.take(data, idx)
+
+    def influence_params(self, train_indices=None):
+        """Influence of upweighting training points on the parameters.
+
+        Parameters
+        ----------
+        train_indices : array-like of int or bool, default=None
+            Training points to return; None means all of them
+            (``n_train * n_params`` floats).
+
+        Returns
+        -------
+        params_influence : ndarray of shape (n_selected, n_params)
+            ``I_up,params(z) = -H^-1 grad L(z)``. Removing training point ``i``
+            moves the parameters by about ``-removal_weights_[i] * row``. The
+            parameter layout is described in the class Notes.
+        """
+        check_is_fitted(self)
+        data = self._train_subset(train_indices)
+        return -compute.solved_test_gradients(self._adapter, self._solver, data)
+
+    def perturbation_influence(self, X, y, *, train_indices=None):
+        """Influence of perturbing training inputs on the loss at each test sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            Test samples.
+        y : array-like of shape (n_test,)
+            Their labels or targets.
+        train_indices : array-like of int or bool, default=None
+            Training points to return; the output has ``n_test * n_selected *
+            n_features`` floats, so select a few.
+
+        Returns
+        -------
+        pert : ndarray of shape (n_test, n_selected, n_model_features)
+            ``I_pert,loss(z, z_test) = -grad L(z_test)^T H^-1 d/dx grad L(z)``:
+            moving training input ``x`` by a small ``delta`` changes the test loss
+            by about ``removal_weights_[i] * pert[t, i] @ delta``. For a Pipeline
+            the features are those entering the last step.
+        """
+        test = self._prepare(X, y)
+        train = self._train_subset(train_indices)
+        U = compute.solved_test_gradients(self._adapter, self._solver, test)
+        return -self._adapter.perturbation_dot(train, U)
+
+    def loss(self, X=None, y=None):
+        """Per-sample loss ``L(z, theta_hat)`` that influence is measured in.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), default=None
+            Samples; None means the training set.
+        y : array-like of shape (n_samples,), default=None
+            Their labels or targets.
+
+        Returns
+        -------
+        loss : ndarray of shape (n_samples,)
+            The log-loss for classifiers, the squared error for regressors.
+        """
+        if X is None:
+            check_is_fitted(self)
+            return self._adapter.per_sample_losses(self._adapter.train_data)
+        return self._adapter.per_sample_losses(self._prepare(X, y))
+
+    def score(self, X, y, sample_weight=None):
+        """The wrapped model's own ``score`` (accuracy or R^2), unchanged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+        y : array-like of shape (n_samples,)
+            True labels or targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            ``estimator_.score(X, y, sample_weight)``.
+        """
+        check_is_fitted(self)
+        self._validate_X(X, y, reset=False)
+        return float(self.estimator_.score(X, y, sample_weight=sample_weight))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        model = self.estimator.estimator if isinstance(self.estimator, FrozenEstimator) \
+            else self.estimator
+        tags.input_tags.sparse = get_tags(model).input_tags.sparse
+        tags.input_tags.allow_nan = get_tags(model).input_tags.allow_nan
+        return tags
+
+
+def _num_samples(X):
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) > 0:
+        return int(shape[0])
+    return len(X)
+
+
+def _check_sample_weight(sample_weight, n):
+    if sample_weight is None:
+        return None
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    if sw.shape != (n,):
+        raise ValueError(f"sample_weight has shape {sw.shape}, expected ({n},).")
+    if not np.all(np.isfinite(sw)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if np.any(sw < 0):
+        raise ValueError("sample_weight has negative values.")
+    return sw

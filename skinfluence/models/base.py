@@ -1,0 +1,79 @@
+"""The interface every model adapter offers to the rest of skinfluence.
+
+Solvers and ``compute.py`` talk to a model only through this interface: they never
+see scikit-learn or skorch objects. All parameters are flattened into one vector
+of length ``n_params``; every gradient-like array uses that layout.
+"""
+
+from abc import ABC, abstractmethod
+
+
+class ModelAdapter(ABC):
+    """How to differentiate one fitted model at its fitted parameters.
+
+    An adapter is built from a fitted estimator and the data it was trained on.
+    Samples go through :meth:`prepare` once (feature transforms, label encoding,
+    validation); every other method takes prepared blocks, which can be sliced
+    with :meth:`take`.
+
+    Attributes
+    ----------
+    n_params : int
+        Length of the flattened parameter vector.
+    n_train : int
+        Number of training samples.
+    removal_weights : ndarray of shape (n_train,)
+        ``s_i / S``: the weight with which each training point enters the mean
+        training objective. Removing point ``i`` is an upweighting by
+        ``-removal_weights[i]`` (``1/n`` without sample weights).
+    """
+
+    n_params: int
+    n_train: int
+
+    @abstractmethod
+    def prepare(self, X, y):
+        """Validate and convert user samples; return an opaque prepared block."""
+
+    @abstractmethod
+    def n_samples(self, data):
+        """Number of samples in a prepared block."""
+
+    @abstractmethod
+    def take(self, data, index):
+        """Rows ``index`` (a slice or an index array) of a prepared block."""
+
+    @property
+    @abstractmethod
+    def train_data(self):
+        """The prepared training set."""
+
+    @abstractmethod
+    def per_sample_gradients(self, data):
+        """Gradients of the per-sample loss, ``(n, n_params)``; may be sparse."""
+
+    @abstractmethod
+    def per_sample_losses(self, data):
+        """Per-sample loss values, ``(n,)``."""
+
+    @abstractmethod
+    def hvp(self, V):
+        """Hessian of the training objective times ``V`` of shape ``(n_params, m)``."""
+
+    def hessian(self):
+        """Dense Hessian of the training objective, ``(n_params, n_params)``."""
+        raise NotImplementedError
+
+    def null_space(self):
+        """Orthonormal basis ``(n_params, r)`` of exact flat directions, or None.
+
+        These are directions along which the training objective is constant and to
+        which every per-sample gradient is orthogonal (an over-parametrisation, e.g.
+        the softmax's shared intercept). Solvers restrict ``H`` to their complement,
+        which is exact.
+        """
+        return None
+
+    @abstractmethod
+    def objective_gradient(self):
+        """Gradient of the full training objective at the fitted parameters."""

@@ -1,0 +1,449 @@
+"""Closed-form adapter for linear models: LogisticRegression, Ridge, LinearRegression.
+
+Every supported model is a generalised linear model with ``K`` linear outputs
+``eta_i = B x~_i`` where ``x~_i = [x_i, c]`` carries the intercept as a constant
+feature ``c`` (1, ``intercept_scaling`` for liblinear, absent without an intercept).
+The parameters are the rows of ``B`` (shape ``(K, d~)``) flattened class by class:
+``theta[k * d~ + j] = B[k, j]``, the intercept last in each row.
+
+For a per-sample loss with residual ``r_i = dL/deta`` and curvature
+``C_i = d2L/deta2``:
+
+- gradient ``g_i = r_i (kron) x~_i``
+- Hessian of the mean objective ``(1/S) sum_i s_i C_i (kron) x~_i x~_i^T + lam * P``
+
+with ``P`` the diagonal mask of penalised coordinates. All arithmetic is float64;
+sparse CSR features stay sparse.
+"""
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit, log_expit, logsumexp, softmax
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_array
+from sklearn.utils.class_weight import compute_class_weight
+
+from skinfluence.models.base import ModelAdapter
+
+SUPPORTED_LINEAR = (LogisticRegression, Ridge, LinearRegression)
+
+
+class _Block:
+    """Prepared samples: float64 features (dense or CSR) and encoded targets."""
+
+    __slots__ = ("X", "y")
+
+    def __init__(self, X, y):
+        self.X = X
+        self.y = y
+
+
+def _shares_memory(prepared, original):
+    a = prepared.data if sp.issparse(prepared) else prepared
+    b = original.data if sp.issparse(original) else original
+    try:
+        return np.may_share_memory(a, np.asarray(b))
+    except (TypeError, ValueError):
+        return True
+
+
+def _lr_penalty_strength(model):
+    """``1/C`` for a pure L2 LogisticRegression, 0 without penalty; else raise."""
+    params = model.get_params()
+    penalty = params.get("penalty", "deprecated")
+    l1_ratio = params.get("l1_ratio", None)
+    C = float(params["C"])
+    if penalty == "deprecated":
+        if l1_ratio is None or l1_ratio == 0:
+            penalty = "l2"
+        elif l1_ratio == 1:
+            penalty = "l1"
+        else:
+            penalty = "elasticnet"
+    if penalty == "elasticnet" and (l1_ratio is None or l1_ratio == 0):
+        penalty = "l2"
+    if penalty in ("l1", "elasticnet"):
+        raise ValueError(
+            f"LogisticRegression with an {penalty!r} penalty (l1_ratio={l1_ratio}) is "
+            "not supported: influence functions need a twice-differentiable "
+            "objective. Use an L2 penalty (l1_ratio=0) or no penalty."
+        )
+    if penalty is None or penalty == "none" or np.isinf(C):
+        return 0.0
+    return 1.0 / C
+
+
+def _class_weights(model, y, sample_weight):
+    """Per-sample class weights exactly as LogisticRegression computes them."""
+    if model.class_weight is None:
+        return np.ones(len(y))
+    classes = model.classes_
+    try:
+        cw = compute_class_weight(
+            model.class_weight, classes=classes, y=y, sample_weight=sample_weight
+        )
+    except TypeError:  # scikit-learn < 1.7 has no sample_weight argument
+        cw = compute_class_weight(model.class_weight, classes=classes, y=y)
+    return cw[np.searchsorted(classes, y)]
+
+
+class LinearAdapter(ModelAdapter):
+    """Closed-form gradients and Hessian of a fitted linear model.
+
+    Parameters
+    ----------
+    estimator : LogisticRegression, Ridge, LinearRegression or Pipeline
+        The fitted model. For a Pipeline, every step but the last is a fixed
+        feature map and influence is taken with respect to the last step.
+    X, y : array-like
+        The data the model was fitted on.
+    sample_weight : array-like of shape (n_samples,) or None
+        The weights the model was fitted with.
+    working_memory : float
+        Budget in MiB for temporaries when the Hessian is built over the
+        training set in blocks.
+    copy_X : bool
+        Copy the training features when they would otherwise share memory with
+        the caller's array, so that later changes to it cannot alter results.
+    """
+
+    def __init__(self, estimator, X, y, sample_weight=None, *, working_memory=1024,
+                 copy_X=True):
+        if isinstance(estimator, Pipeline):
+            self.transform = estimator[:-1] if len(estimator) > 1 else None
+            model = estimator[-1]
+        else:
+            self.transform = None
+            model = estimator
+        self.model = model
+        self.working_memory = working_memory
+        self._setup_model(model)
+        y_raw = np.asarray(y)
+        self._train = self.prepare(X, y)
+        if copy_X and self.transform is None and _shares_memory(self._train.X, X):
+            self._train.X = self._train.X.copy()
+        n = self._train.X.shape[0]
+        s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
+        if self.family != "squared":
+            s = s * _class_weights(model, y_raw, sample_weight)
+        S = s.sum()
+        if not S > 0:
+            raise ValueError("The sample weights sum to zero: there is no objective.")
+        self.n_train = n
+        self._s = s
+        self.removal_weights = s / S
+        self.lam = self._penalty_per_weight / S
+
+    # -- model description -------------------------------------------------------
+    def _setup_model(self, model):
+        if not isinstance(model, SUPPORTED_LINEAR):
+            raise TypeError(f"{type(model).__name__} is not a supported linear model.")
+        coef = np.asarray(model.coef_, dtype=np.float64)
+        if isinstance(model, LogisticRegression):
+            self._setup_logistic(model, coef)
+        else:
+            self._setup_regression(model, coef)
+        self.coef = np.atleast_2d(coef)
+        self.n_outputs, self.n_features = self.coef.shape
+        self.d_tilde = self.n_features + (self.c != 0)
+        B = np.zeros((self.n_outputs, self.d_tilde))
+        B[:, : self.n_features] = self.coef
+        if self.c != 0:
+            B[:, -1] = self.intercept / self.c
+        self.theta = B.ravel()
+        self.n_params = self.theta.size
+        mask = np.ones(self.d_tilde)
+        if self.c != 0 and not self._intercept_penalised:
+            mask[-1] = 0.0
+        self.penalty_mask = np.tile(mask, self.n_outputs)
+
+    def _setup_logistic(self, model, coef):
+        self.classes_ = model.classes_
+        n_classes = len(self.classes_)
+        multi_class = getattr(model, "multi_class", "deprecated")
+        if n_classes > 2 and (
+            multi_class == "ovr"
+            or (multi_class == "auto" and model.solver == "liblinear")
+        ):
+            raise ValueError(
+                "One-vs-rest LogisticRegression is not supported: it fits K separate "
+                "objectives. Use the multinomial model (the default since "
+                "scikit-learn 1.5)."
+            )
+        if n_classes == 2 and coef.shape[0] != 1:
+            raise ValueError("Binary LogisticRegression with 2 coefficient rows.")
+        self.family = "binary" if n_classes == 2 else "multinomial"
+        self._penalty_per_weight = _lr_penalty_strength(model)
+        self._init_intercept(model, liblinear=model.solver == "liblinear")
+
+    def _setup_regression(self, model, coef):
+        self.classes_ = None
+        self.family = "squared"
+        if getattr(model, "positive", False):
+            raise ValueError(
+                f"{type(model).__name__}(positive=True) is a constrained fit: its "
+                "optimum is not a stationary point, so influence functions do not "
+                "apply."
+            )
+        if isinstance(model, Ridge):
+            alpha = np.asarray(model.alpha, dtype=float)
+            if alpha.size != 1:
+                raise ValueError("Ridge with one alpha per target is not supported.")
+            # sum-form objective sum s_i (y-yhat)^2 + alpha |w|^2 divided by S
+            self._penalty_per_weight = 2.0 * float(alpha)
+        else:
+            self._penalty_per_weight = 0.0
+        self._init_intercept(model, liblinear=False)
+
+    def _init_intercept(self, model, liblinear):
+        self._intercept_penalised = liblinear
+        if model.fit_intercept:
+            self.c = float(model.intercept_scaling) if liblinear else 1.0
+            self.intercept = np.atleast_1d(np.asarray(model.intercept_, float))
+        else:
+            self.c = 0.0
+            self.intercept = None
+
+    @property
+    def is_classifier(self):
+        return self.family != "squared"
+
+    # -- data ------------------------------------------------------------------
+    def prepare(self, X, y):
+        if self.transform is not None:
+            X = self.transform.transform(X)
+        X = check_array(
+            X,
+            accept_sparse="csr",
+            dtype=np.float64,
+            ensure_all_finite=True,
+            input_name="X" if self.transform is None else "X after the Pipeline's steps",
+        )
+        if X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the model expects "
+                f"{self.n_features} features as input."
+            )
+        return _Block(X, self._encode_y(y, X.shape[0]))
+
+    def _encode_y(self, y, n):
+        if y is None:
+            raise ValueError("y is required: influence needs the labels of the samples.")
+        y = np.asarray(y)
+        if y.shape[0] != n:
+            raise ValueError(
+                f"X and y have inconsistent numbers of samples: {n} and {y.shape[0]}."
+            )
+        if self.family == "squared":
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+            y = y.reshape(n, -1)
+            if y.shape[1] != self.n_outputs:
+                raise ValueError(
+                    f"y has {y.shape[1]} targets, the model has {self.n_outputs}."
+                )
+            return y
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(f"y must be one-dimensional for a classifier, got {y.shape}.")
+        unseen = ~np.isin(y, self.classes_)
+        if unseen.any():
+            raise ValueError(
+                f"y contains labels not seen during fit: {np.unique(y[unseen])[:10]!r}; "
+                f"known classes are {self.classes_!r}."
+            )
+        return np.searchsorted(self.classes_, y)
+
+    def n_samples(self, data):
+        return data.X.shape[0]
+
+    def take(self, data, index):
+        return _Block(data.X[index], data.y[index])
+
+    @property
+    def train_data(self):
+        return self._train
+
+    # -- building blocks ---------------------------------------------------------
+    def _xt_dot(self, X, B):
+        """``X~ @ B`` for ``B`` of shape ``(d~, m)`` without forming ``X~``."""
+        out = np.asarray(X @ B[: self.n_features])
+        if self.c != 0:
+            out = out + self.c * B[-1]
+        return out
+
+    def _xtT_dot(self, X, Z):
+        """``X~.T @ Z`` for ``Z`` of shape ``(n, m)``, returns ``(d~, m)``."""
+        top = np.asarray(X.T @ Z)
+        if self.c == 0:
+            return top
+        return np.vstack([top, self.c * Z.sum(axis=0, keepdims=True)])
+
+    def _eta(self, X):
+        eta = np.asarray(X @ self.coef.T)
+        if self.c != 0:
+            eta = eta + self.intercept
+        return eta
+
+    def _residual(self, data, eta=None):
+        """``(r, w)``: residual ``dL/deta`` and curvature data for the block.
+
+        ``w`` is ``(n, 1)`` (scalar curvature) for binary and squared loss and the
+        class probabilities ``(n, K)`` for the multinomial, whose curvature is
+        ``diag(p) - p p^T``.
+        """
+        eta = self._eta(data.X) if eta is None else eta
+        if self.family == "binary":
+            p = expit(eta)
+            return p - data.y[:, None], p * (1.0 - p)
+        if self.family == "multinomial":
+            p = softmax(eta, axis=1)
+            r = p.copy()
+            r[np.arange(len(r)), data.y] -= 1.0
+            return r, p
+        return 2.0 * (eta - data.y), np.full((eta.shape[0], 1), 2.0)
+
+    def _apply_curvature(self, w, Z):
+        """``C_i @ Z_i`` for ``Z`` of shape ``(n, K, m)``."""
+        if self.family == "multinomial":
+            return w[:, :, None] * Z - w[:, :, None] * np.einsum("nk,nkm->nm", w, Z)[:, None, :]
+        return w[:, :, None] * Z
+
+    # -- interface -------------------------------------------------------------
+    def per_sample_losses(self, data):
+        eta = self._eta(data.X)
+        if self.family == "binary":
+            e = eta[:, 0]
+            return -np.where(data.y == 1, log_expit(e), log_expit(-e))
+        if self.family == "multinomial":
+            return logsumexp(eta, axis=1) - eta[np.arange(len(eta)), data.y]
+        return ((eta - data.y) ** 2).sum(axis=1)
+
+    def per_sample_gradients(self, data):
+        r, _ = self._residual(data)
+        X, n, d = data.X, data.X.shape[0], self.n_features
+        if sp.issparse(X):
+            parts = []
+            for k in range(self.n_outputs):
+                parts.append(X.multiply(r[:, k : k + 1]))
+                if self.c != 0:
+                    parts.append(sp.csr_matrix(self.c * r[:, k : k + 1]))
+            return sp.hstack(parts, format="csr")
+        G = np.empty((n, self.n_outputs, self.d_tilde))
+        np.multiply(X[:, None, :], r[:, :, None], out=G[:, :, :d])
+        if self.c != 0:
+            G[:, :, d] = self.c * r
+        return G.reshape(n, self.n_params)
+
+    def _blocks(self, bytes_per_row):
+        n = self.n_train
+        rows = max(1, int(self.working_memory * 2**20 // max(bytes_per_row, 1)))
+        for start in range(0, n, rows):
+            yield slice(start, min(start + rows, n))
+
+    def hessian(self):
+        K, dt = self.n_outputs, self.d_tilde
+        H = np.zeros((self.n_params, self.n_params))
+        sw = self.removal_weights
+        for idx in self._blocks(8 * (self.n_params + dt) * 2):
+            blk = self.take(self._train, idx)
+            _, w = self._residual(blk)
+            X, s = blk.X, sw[idx]
+            if self.family == "multinomial":
+                for k in range(K):
+                    H[k * dt : (k + 1) * dt, k * dt : (k + 1) * dt] += self._gram(X, s * w[:, k])
+                M = self._xtilde_dense(X, w * np.sqrt(s)[:, None])
+                H -= M.T @ M
+            else:
+                A = self._gram(X, s * w[:, 0])
+                for k in range(K):
+                    H[k * dt : (k + 1) * dt, k * dt : (k + 1) * dt] += A
+        H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
+        return H
+
+    def _gram(self, X, weights):
+        """``X~.T diag(weights) X~`` as a dense ``(d~, d~)`` array."""
+        if sp.issparse(X):
+            XW = X.multiply(weights[:, None]).tocsr()
+            top = (X.T @ XW).toarray()
+        else:
+            top = X.T @ (X * weights[:, None])
+        if self.c == 0:
+            return top
+        col = self.c * np.asarray(XW.sum(axis=0) if sp.issparse(X) else (X * weights[:, None]).sum(axis=0)).ravel()
+        G = np.empty((self.d_tilde, self.d_tilde))
+        G[:-1, :-1] = top
+        G[:-1, -1] = G[-1, :-1] = col
+        G[-1, -1] = self.c**2 * weights.sum()
+        return G
+
+    def _xtilde_dense(self, X, P):
+        """Rows ``P_i (kron) x~_i`` as a dense ``(n, K * d~)`` array."""
+        Xd = X.toarray() if sp.issparse(X) else X
+        n = Xd.shape[0]
+        M = np.empty((n, P.shape[1], self.d_tilde))
+        M[:, :, : self.n_features] = Xd[:, None, :] * P[:, :, None]
+        if self.c != 0:
+            M[:, :, -1] = self.c * P
+        return M.reshape(n, -1)
+
+    def hvp(self, V):
+        V = np.asarray(V, dtype=np.float64)
+        squeeze = V.ndim == 1
+        V = V.reshape(self.n_params, -1)
+        K, dt, m = self.n_outputs, self.d_tilde, V.shape[1]
+        Vr = V.reshape(K, dt, m)
+        out = np.zeros((K, dt, m))
+        sw = self.removal_weights
+        for idx in self._blocks(8 * K * m * 3):
+            blk = self.take(self._train, idx)
+            _, w = self._residual(blk)
+            Z = np.stack([self._xt_dot(blk.X, Vr[k]) for k in range(K)], axis=1)
+            CZ = self._apply_curvature(w, Z) * sw[idx][:, None, None]
+            for k in range(K):
+                out[k] += self._xtT_dot(blk.X, CZ[:, k, :])
+        res = out.reshape(self.n_params, m) + (self.lam * self.penalty_mask)[:, None] * V
+        return res[:, 0] if squeeze else res
+
+    def null_space(self):
+        if self.family != "multinomial":
+            return None
+        unpenalised = np.flatnonzero(self.penalty_mask[: self.d_tilde] == 0)
+        if self.lam == 0:
+            unpenalised = np.arange(self.d_tilde)
+        if unpenalised.size == 0:
+            return None
+        K, dt = self.n_outputs, self.d_tilde
+        N = np.zeros((self.n_params, unpenalised.size))
+        for col, j in enumerate(unpenalised):
+            N[np.arange(K) * dt + j, col] = 1.0 / np.sqrt(K)
+        return N
+
+    def objective_gradient(self):
+        sw = self.removal_weights
+        total = np.zeros((self.d_tilde, self.n_outputs))
+        for idx in self._blocks(8 * self.n_outputs * 4):
+            blk = self.take(self._train, idx)
+            r, _ = self._residual(blk)
+            total += self._xtT_dot(blk.X, r * sw[idx][:, None])
+        return total.T.ravel() + self.lam * self.penalty_mask * self.theta
+
+    def perturbation_dot(self, data, U):
+        """``U_t . d/dx (grad_theta L(z_i))`` for every pair, ``(m, n, n_features)``.
+
+        ``U`` has shape ``(m, n_params)``. With ``u_t = H^-1 g_test`` this is
+        ``-I_pert,loss``.
+        """
+        m = U.shape[0]
+        K, dt, d = self.n_outputs, self.d_tilde, self.n_features
+        Ur = U.reshape(m, K, dt)
+        r, w = self._residual(data)
+        # A[i, t, k] = u_{t,k} . x~_i
+        A = self._xt_dot(data.X, Ur.reshape(m * K, dt).T).reshape(-1, m, K)
+        CA = self._apply_curvature(w, A.transpose(0, 2, 1)).transpose(0, 2, 1)
+        term1 = np.einsum("ntk,kd->tnd", CA, self.coef)
+        term2 = np.einsum("nk,tkd->tnd", r, Ur[:, :, :d])
+        return term1 + term2
