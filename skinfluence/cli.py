@@ -26,22 +26,27 @@ def _demo(args):
         X, y, test_size=0.25, stratify=y, random_state=args.seed
     )
     y_noisy, flipped = flip_labels(y_train, args.noise, random_state=args.seed)
-    model = make_pipeline(StandardScaler(),
-                          LogisticRegression(C=args.C, tol=1e-8, max_iter=5000))
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=args.C, tol=1e-8, max_iter=5000))
     ex = InfluenceExplainer(model).fit(X_train, y_noisy)
     self_inf = ex.self_influence()
     loss = ex.loss()
 
-    print(f"skinfluence demo: digits, {len(y_train)} training images, "
-          f"{flipped.sum()} labels flipped ({args.noise:.0%}, seed {args.seed})")
-    print(f"model: StandardScaler + LogisticRegression(C={args.C}), "
-          f"{ex.n_params_} parameters, solver={ex.solver_}, "
-          f"Hessian condition {ex.hessian_condition_:.3g}, "
-          f"test accuracy {ex.score(X_test, y_test):.3f}")
+    print(
+        f"skinfluence demo: digits, {len(y_train)} training images, "
+        f"{flipped.sum()} labels flipped ({args.noise:.0%}, seed {args.seed})"
+    )
+    print(
+        f"model: StandardScaler + LogisticRegression(C={args.C}), "
+        f"{ex.n_params_} parameters, solver={ex.solver_}, "
+        f"Hessian condition {ex.hessian_condition_:.3g}, "
+        f"test accuracy {ex.score(X_test, y_test):.3f}"
+    )
     print()
     print("Fraction of flipped labels found after checking the top of each ranking")
-    header = (f"{'checked':>8} | {'self-influence':>14} | {'training loss':>13} | "
-              f"{'random (expected)':>17}")
+    header = (
+        f"{'checked':>8} | {'self-influence':>14} | {'training loss':>13} | "
+        f"{'random (expected)':>17}"
+    )
     print(header)
     print("-" * len(header))
     found_si = fraction_found(flipped, self_inf, DEMO_FRACTIONS)

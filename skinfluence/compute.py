@@ -43,8 +43,9 @@ def solved_test_gradients(adapter, solver, test_data):
     return np.ascontiguousarray(solver.solve(G.T).T)
 
 
-def iter_influence_blocks(adapter, solver, test_data, *, working_memory, batch_size=None,
-                          verbose=0, solved=None):
+def iter_influence_blocks(
+    adapter, solver, test_data, *, working_memory, batch_size=None, verbose=0, solved=None
+):
     """Yield ``(train_slice, I_block)`` with ``I_block`` of shape ``(n_test, b)``.
 
     ``I_block`` holds Koh & Liang's ``I_up,loss`` for the training rows in
@@ -54,15 +55,15 @@ def iter_influence_blocks(adapter, solver, test_data, *, working_memory, batch_s
     A = solved_test_gradients(adapter, solver, test_data) if solved is None else solved
     n_test = A.shape[0]
     train = adapter.train_data
-    blocks = row_blocks(adapter.n_train, _BYTES * (adapter.n_params + n_test),
-                        working_memory, batch_size)
+    blocks = row_blocks(
+        adapter.n_train, _BYTES * (adapter.n_params + n_test), working_memory, batch_size
+    )
     for idx in _progress(blocks, len(blocks), "influence", verbose):
         G = adapter.per_sample_gradients(adapter.take(train, idx))
         yield idx, -np.asarray(G @ A.T).T
 
 
-def influence_matrix(adapter, solver, test_data, *, working_memory, batch_size=None,
-                     verbose=0):
+def influence_matrix(adapter, solver, test_data, *, working_memory, batch_size=None, verbose=0):
     """The full ``(n_test, n_train)`` matrix of ``I_up,loss`` (Koh & Liang sign)."""
     A = solved_test_gradients(adapter, solver, test_data)
     neg_At = np.ascontiguousarray(-A.T)
@@ -71,8 +72,9 @@ def influence_matrix(adapter, solver, test_data, *, working_memory, batch_size=N
     # returned as its (Fortran-ordered) transpose: no copy of the output.
     out_t = np.empty((adapter.n_train, n_test))
     train = adapter.train_data
-    blocks = row_blocks(adapter.n_train, _BYTES * (adapter.n_params + n_test),
-                        working_memory, batch_size)
+    blocks = row_blocks(
+        adapter.n_train, _BYTES * (adapter.n_params + n_test), working_memory, batch_size
+    )
     for idx in _progress(blocks, len(blocks), "influence", verbose):
         G = adapter.per_sample_gradients(adapter.take(train, idx))
         if sp.issparse(G):
@@ -93,8 +95,7 @@ def self_influence(adapter, solver, data, *, working_memory, batch_size=None, ve
     return out
 
 
-def top_k_influence(adapter, solver, test_data, k, *, working_memory, batch_size=None,
-                    verbose=0):
+def top_k_influence(adapter, solver, test_data, k, *, working_memory, batch_size=None, verbose=0):
     """Most negative and most positive ``k`` influences per test point, streamed.
 
     Returns ``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each
@@ -102,9 +103,14 @@ def top_k_influence(adapter, solver, test_data, k, *, working_memory, batch_size
     positive down. The full matrix is never held.
     """
     lo_val = lo_idx = hi_val = hi_idx = None
-    for idx, block in iter_influence_blocks(adapter, solver, test_data,
-                                            working_memory=working_memory,
-                                            batch_size=batch_size, verbose=verbose):
+    for idx, block in iter_influence_blocks(
+        adapter,
+        solver,
+        test_data,
+        working_memory=working_memory,
+        batch_size=batch_size,
+        verbose=verbose,
+    ):
         cols = np.arange(idx.start, idx.stop)
         lo_val, lo_idx = _merge_smallest(lo_val, lo_idx, block, cols, k)
         hi_val, hi_idx = _merge_smallest(hi_val, hi_idx, -block, cols, k)
@@ -118,12 +124,17 @@ def _merge_smallest(best_val, best_idx, block, cols, k):
         block = np.hstack([best_val, block])
         cand_idx = np.hstack([best_idx, cand_idx])
     kk = min(k, block.shape[1])
-    part = np.argpartition(block, kk - 1, axis=1)[:, :kk] if kk < block.shape[1] else \
-        np.broadcast_to(np.arange(block.shape[1]), (n_test, block.shape[1]))
+    part = (
+        np.argpartition(block, kk - 1, axis=1)[:, :kk]
+        if kk < block.shape[1]
+        else np.broadcast_to(np.arange(block.shape[1]), (n_test, block.shape[1]))
+    )
     vals = np.take_along_axis(block, part, axis=1)
     order = np.argsort(vals, axis=1, kind="stable")
-    return (np.take_along_axis(vals, order, axis=1),
-            np.take_along_axis(np.take_along_axis(cand_idx, part, axis=1), order, axis=1))
+    return (
+        np.take_along_axis(vals, order, axis=1),
+        np.take_along_axis(np.take_along_axis(cand_idx, part, axis=1), order, axis=1),
+    )
 
 
 def stationarity(adapter, *, working_memory, batch_size=None):
@@ -136,11 +147,15 @@ def stationarity(adapter, *, working_memory, batch_size=None):
     w = adapter.removal_weights
     train = adapter.train_data
     total = 0.0
-    for idx in row_blocks(adapter.n_train, _BYTES * 2 * adapter.n_params,
-                          working_memory, batch_size):
+    for idx in row_blocks(
+        adapter.n_train, _BYTES * 2 * adapter.n_params, working_memory, batch_size
+    ):
         G = adapter.per_sample_gradients(adapter.take(train, idx))
-        sq = np.asarray(G.multiply(G).sum(axis=1)).ravel() if sp.issparse(G) else \
-            np.einsum("ij,ij->i", G, G)
+        sq = (
+            np.asarray(G.multiply(G).sum(axis=1)).ravel()
+            if sp.issparse(G)
+            else np.einsum("ij,ij->i", G, G)
+        )
         total += float(w[idx] @ sq)
     scale = np.sqrt(total)
     return grad_norm / scale if scale > 0 else grad_norm

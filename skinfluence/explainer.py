@@ -22,6 +22,7 @@ from skinfluence.solvers import SOLVERS, make_solver
 #: ``||grad R|| / RMS ||g_i||`` above which fit warns that theta_hat is no optimum.
 STATIONARITY_WARN = 1e-3
 
+
 class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     """Influence functions (Koh & Liang, 2017) for a fitted scikit-learn model.
 
@@ -130,8 +131,19 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     (169, 400)
     """
 
-    def __init__(self, estimator, *, damping=0.0, solver="auto", tol=1e-8, max_iter=None,
-                 batch_size=None, working_memory=None, copy_X=True, verbose=0):
+    def __init__(
+        self,
+        estimator,
+        *,
+        damping=0.0,
+        solver="auto",
+        tol=1e-8,
+        max_iter=None,
+        batch_size=None,
+        working_memory=None,
+        copy_X=True,
+        verbose=0,
+    ):
         self.estimator = estimator
         self.damping = damping
         self.solver = solver
@@ -144,8 +156,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------
     def _check_params(self):
-        if not (isinstance(self.damping, numbers.Real) and np.isfinite(self.damping)
-                and self.damping >= 0):
+        if not (
+            isinstance(self.damping, numbers.Real)
+            and np.isfinite(self.damping)
+            and self.damping >= 0
+        ):
             raise ValueError(f"damping must be a finite number >= 0, got {self.damping!r}.")
         if self.solver != "auto" and self.solver not in SOLVERS:
             raise ValueError(
@@ -178,11 +193,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         if isinstance(model, Pipeline):
             validate_data(self, X, reset=reset, skip_check_array=True)
         else:
-            validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float64,
-                          ensure_all_finite=True)
-        if y is not None and hasattr(X, "__len__") and len(y) != _num_samples(X):
+            validate_data(
+                self, X, reset=reset, accept_sparse="csr", dtype=np.float64, ensure_all_finite=True
+            )
+        if y is not None and _num_samples(y) != _num_samples(X):
             raise ValueError(
-                f"X and y have inconsistent numbers of samples: {_num_samples(X)} and {len(y)}."
+                "X and y have inconsistent numbers of samples: "
+                f"{_num_samples(X)} and {_num_samples(y)}."
             )
 
     def fit(self, X, y, sample_weight=None, **fit_params):
@@ -236,10 +253,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             model = clone(inner).fit(X, y, **fit_params)
         self.estimator_ = model
         wm = self._working_memory()
-        adapter = make_adapter(model, X, y, sample_weight, working_memory=wm,
-                               copy_X=self.copy_X)
-        self.stationarity_ = compute.stationarity(adapter, working_memory=wm,
-                                                  batch_size=self.batch_size)
+        adapter = make_adapter(model, X, y, sample_weight, working_memory=wm, copy_X=self.copy_X)
+        self.stationarity_ = compute.stationarity(
+            adapter, working_memory=wm, batch_size=self.batch_size
+        )
         if not self.stationarity_ <= STATIONARITY_WARN:
             warnings.warn(
                 f"The fitted parameters are not a stationary point of the training "
@@ -249,8 +266,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        solver = make_solver(self.solver, adapter.n_params, damping=float(self.damping),
-                             tol=self.tol, max_iter=self.max_iter)
+        solver = make_solver(
+            self.solver,
+            adapter.n_params,
+            damping=float(self.damping),
+            tol=self.tol,
+            max_iter=self.max_iter,
+        )
         solver.fit(adapter)
         self._adapter = adapter
         self._solver = solver
@@ -272,8 +294,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return self._adapter.prepare(X, y)
 
     def _budget(self):
-        return {"working_memory": self._working_memory(), "batch_size": self.batch_size,
-                "verbose": self.verbose}
+        return {
+            "working_memory": self._working_memory(),
+            "batch_size": self.batch_size,
+            "verbose": self.verbose,
+        }
 
     def influence(self, X, y):
         """Influence of every training point on the loss at each test sample.
@@ -361,8 +386,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         h_idx, h_val, b_idx, b_val = compute.top_k_influence(
             self._adapter, self._solver, data, k, **self._budget()
         )
-        return Bunch(helpful_indices=h_idx, helpful_values=h_val,
-                     harmful_indices=b_idx, harmful_values=b_val)
+        return Bunch(
+            helpful_indices=h_idx, helpful_values=h_val, harmful_indices=b_idx, harmful_values=b_val
+        )
 
     def _train_subset(self, train_indices):
         data = self._adapter.train_data
@@ -469,8 +495,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
-        model = self.estimator.estimator if isinstance(self.estimator, FrozenEstimator) \
+        model = (
+            self.estimator.estimator
+            if isinstance(self.estimator, FrozenEstimator)
             else self.estimator
+        )
         tags.input_tags.sparse = get_tags(model).input_tags.sparse
         tags.input_tags.allow_nan = get_tags(model).input_tags.allow_nan
         return tags
@@ -480,7 +509,9 @@ def _num_samples(X):
     shape = getattr(X, "shape", None)
     if shape is not None and len(shape) > 0:
         return int(shape[0])
-    return len(X)
+    if hasattr(X, "__len__"):
+        return len(X)
+    return np.asarray(X).shape[0]
 
 
 def _check_sample_weight(sample_weight, n):

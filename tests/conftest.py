@@ -1,21 +1,28 @@
 import numpy as np
 import pytest
-from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
 from sklearn.metrics import log_loss
 
 
 @pytest.fixture
 def binary_data():
-    X, y = make_classification(n_samples=400, n_features=5, n_informative=4,
-                               n_redundant=0, flip_y=0.05, random_state=0)
+    X, y = make_classification(
+        n_samples=400, n_features=5, n_informative=4, n_redundant=0, flip_y=0.05, random_state=0
+    )
     return X, y
 
 
 @pytest.fixture
 def multiclass_data():
-    X, y = make_classification(n_samples=450, n_features=5, n_informative=4,
-                               n_redundant=0, n_classes=3, flip_y=0.05, random_state=1)
+    X, y = make_classification(
+        n_samples=450,
+        n_features=5,
+        n_informative=4,
+        n_redundant=0,
+        n_classes=3,
+        flip_y=0.05,
+        random_state=1,
+    )
     return X, y
 
 

@@ -94,12 +94,18 @@ def test_pipeline_matches_leave_one_out_of_last_step(multiclass_data):
     ex = InfluenceExplainer(pipe).fit(X_train, y_train)
     scaler = ex.estimator_[0]
     # earlier steps are fixed feature maps: retrain only the last step
-    _check_loo(ex, LogisticRegression(C=1.0, **TIGHT), scaler.transform(X_train), y_train,
-               X_test, y_test, X_test_model=scaler.transform(X_test))
+    _check_loo(
+        ex,
+        LogisticRegression(C=1.0, **TIGHT),
+        scaler.transform(X_train),
+        y_train,
+        X_test,
+        y_test,
+        X_test_model=scaler.transform(X_test),
+    )
 
 
-@pytest.mark.parametrize("model", [Ridge(alpha=3.0), LinearRegression()],
-                         ids=["ridge", "ols"])
+@pytest.mark.parametrize("model", [Ridge(alpha=3.0), LinearRegression()], ids=["ridge", "ols"])
 def test_regression_matches_leave_one_out(regression_data, model):
     X, y = regression_data
     X_train, y_train, X_test, y_test = X[:250], y[:250], X[250:253], y[250:253]

@@ -30,8 +30,9 @@ def check_supported(estimator):
 def make_adapter(estimator, X, y, sample_weight=None, *, working_memory=1024, copy_X=True):
     """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``."""
     check_supported(estimator)
-    return LinearAdapter(estimator, X, y, sample_weight,
-                         working_memory=working_memory, copy_X=copy_X)
+    return LinearAdapter(
+        estimator, X, y, sample_weight, working_memory=working_memory, copy_X=copy_X
+    )
 
 
 __all__ = ["LinearAdapter", "ModelAdapter", "check_supported", "final_step", "make_adapter"]

@@ -16,8 +16,6 @@ with ``P`` the diagonal mask of penalised coordinates. All arithmetic is float64
 sparse CSR features stay sparse.
 """
 
-import numbers
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_expit, logsumexp, softmax
@@ -42,10 +40,12 @@ class _Block:
 
 
 def _shares_memory(prepared, original):
-    a = prepared.data if sp.issparse(prepared) else prepared
-    b = original.data if sp.issparse(original) else original
+    if sp.issparse(prepared) or sp.issparse(original):
+        a = getattr(prepared, "data", None)
+        b = getattr(original, "data", None) if sp.issparse(original) else None
+        return a is not None and isinstance(b, np.ndarray) and np.may_share_memory(a, b)
     try:
-        return np.may_share_memory(a, np.asarray(b))
+        return np.may_share_memory(prepared, np.asarray(original))
     except (TypeError, ValueError):
         return True
 
@@ -110,8 +110,7 @@ class LinearAdapter(ModelAdapter):
         the caller's array, so that later changes to it cannot alter results.
     """
 
-    def __init__(self, estimator, X, y, sample_weight=None, *, working_memory=1024,
-                 copy_X=True):
+    def __init__(self, estimator, X, y, sample_weight=None, *, working_memory=1024, copy_X=True):
         if isinstance(estimator, Pipeline):
             self.transform = estimator[:-1] if len(estimator) > 1 else None
             model = estimator[-1]
@@ -165,8 +164,7 @@ class LinearAdapter(ModelAdapter):
         n_classes = len(self.classes_)
         multi_class = getattr(model, "multi_class", "deprecated")
         if n_classes > 2 and (
-            multi_class == "ovr"
-            or (multi_class == "auto" and model.solver == "liblinear")
+            multi_class == "ovr" or (multi_class == "auto" and model.solver == "liblinear")
         ):
             raise ValueError(
                 "One-vs-rest LogisticRegression is not supported: it fits K separate "
@@ -234,16 +232,12 @@ class LinearAdapter(ModelAdapter):
             raise ValueError("y is required: influence needs the labels of the samples.")
         y = np.asarray(y)
         if y.shape[0] != n:
-            raise ValueError(
-                f"X and y have inconsistent numbers of samples: {n} and {y.shape[0]}."
-            )
+            raise ValueError(f"X and y have inconsistent numbers of samples: {n} and {y.shape[0]}.")
         if self.family == "squared":
             y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
             y = y.reshape(n, -1)
             if y.shape[1] != self.n_outputs:
-                raise ValueError(
-                    f"y has {y.shape[1]} targets, the model has {self.n_outputs}."
-                )
+                raise ValueError(f"y has {y.shape[1]} targets, the model has {self.n_outputs}.")
             return y
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.ravel()
@@ -252,8 +246,8 @@ class LinearAdapter(ModelAdapter):
         unseen = ~np.isin(y, self.classes_)
         if unseen.any():
             raise ValueError(
-                f"y contains labels not seen during fit: {np.unique(y[unseen])[:10]!r}; "
-                f"known classes are {self.classes_!r}."
+                f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}; "
+                f"known classes are {self.classes_.tolist()}."
             )
         return np.searchsorted(self.classes_, y)
 
@@ -366,14 +360,12 @@ class LinearAdapter(ModelAdapter):
 
     def _gram(self, X, weights):
         """``X~.T diag(weights) X~`` as a dense ``(d~, d~)`` array."""
-        if sp.issparse(X):
-            XW = X.multiply(weights[:, None]).tocsr()
-            top = (X.T @ XW).toarray()
-        else:
-            top = X.T @ (X * weights[:, None])
+        XW = X.multiply(weights[:, None]).tocsr() if sp.issparse(X) else X * weights[:, None]
+        top = X.T @ XW
+        top = top.toarray() if sp.issparse(top) else top
         if self.c == 0:
             return top
-        col = self.c * np.asarray(XW.sum(axis=0) if sp.issparse(X) else (X * weights[:, None]).sum(axis=0)).ravel()
+        col = self.c * np.asarray(XW.sum(axis=0)).ravel()
         G = np.empty((self.d_tilde, self.d_tilde))
         G[:-1, :-1] = top
         G[:-1, -1] = G[-1, :-1] = col
