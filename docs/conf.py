@@ -1,0 +1,33 @@
+"""Sphinx configuration for skinfluence (numpydoc + sphinx-gallery)."""
+
+import skinfluence
+
+project = "skinfluence"
+author = "skinfluence developers"
+release = skinfluence.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+autosummary_generate = True
+numpydoc_show_class_members = False
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "numpy": ("https://numpy.org/doc/stable", None),
+    "sklearn": ("https://scikit-learn.org/stable", None),
+}
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "doc_module": "skinfluence",
+    "backreferences_dir": "generated",
+    "filename_pattern": r"/plot_",
+}
+html_theme = "pydata_sphinx_theme"
+exclude_patterns = ["_build"]
