@@ -137,6 +137,22 @@ def _merge_smallest(best_val, best_idx, block, cols, k):
     )
 
 
+def gradient_norms(adapter, data, *, working_memory, batch_size=None, verbose=0):
+    """``||g_i||`` of every sample's loss gradient, ``(n,)``: no Hessian involved."""
+    n = adapter.n_samples(data)
+    out = np.empty(n)
+    blocks = row_blocks(n, _BYTES * 2 * adapter.n_params, working_memory, batch_size)
+    for idx in _progress(blocks, len(blocks), "gradient norms", verbose):
+        G = adapter.per_sample_gradients(adapter.take(data, idx))
+        sq = (
+            np.asarray(G.multiply(G).sum(axis=1)).ravel()
+            if sp.issparse(G)
+            else np.einsum("ij,ij->i", G, G)
+        )
+        out[idx] = np.sqrt(sq)
+    return out
+
+
 def stationarity(adapter, *, working_memory, batch_size=None):
     """``||grad R(theta_hat)||`` relative to the RMS per-sample gradient norm.
 
@@ -144,18 +160,8 @@ def stationarity(adapter, *, working_memory, batch_size=None):
     above the optimiser's tolerance means the estimates are off.
     """
     grad_norm = float(np.linalg.norm(adapter.objective_gradient()))
-    w = adapter.removal_weights
-    train = adapter.train_data
-    total = 0.0
-    for idx in row_blocks(
-        adapter.n_train, _BYTES * 2 * adapter.n_params, working_memory, batch_size
-    ):
-        G = adapter.per_sample_gradients(adapter.take(train, idx))
-        sq = (
-            np.asarray(G.multiply(G).sum(axis=1)).ravel()
-            if sp.issparse(G)
-            else np.einsum("ij,ij->i", G, G)
-        )
-        total += float(w[idx] @ sq)
-    scale = np.sqrt(total)
+    norms = gradient_norms(
+        adapter, adapter.train_data, working_memory=working_memory, batch_size=batch_size
+    )
+    scale = np.sqrt(float(adapter.removal_weights @ norms**2))
     return grad_norm / scale if scale > 0 else grad_norm

@@ -293,6 +293,15 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._validate_X(X, y, reset=False)
         return self._adapter.prepare(X, y)
 
+    def _data(self, X, y):
+        """Prepared samples: the training set when ``X`` is None."""
+        if X is None:
+            if y is not None:
+                raise ValueError("y was given without X.")
+            check_is_fitted(self)
+            return self._adapter.train_data
+        return self._prepare(X, y)
+
     def _budget(self):
         return {
             "working_memory": self._working_memory(),
@@ -347,13 +356,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,)
             Self-influence, higher = more influential on itself.
         """
-        if X is None:
-            if y is not None:
-                raise ValueError("y was given without X.")
-            check_is_fitted(self)
-            data = self._adapter.train_data
-        else:
-            data = self._prepare(X, y)
+        data = self._data(X, y)
         return compute.self_influence(self._adapter, self._solver, data, **self._budget())
 
     def most_influential(self, X, y, k=10):
@@ -466,10 +469,69 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         loss : ndarray of shape (n_samples,)
             The log-loss for classifiers, the squared error for regressors.
         """
-        if X is None:
-            check_is_fitted(self)
-            return self._adapter.per_sample_losses(self._adapter.train_data)
-        return self._adapter.per_sample_losses(self._prepare(X, y))
+        return self._adapter.per_sample_losses(self._data(X, y))
+
+    def gradient_norms(self, X=None, y=None):
+        """Norm of each sample's loss gradient ``||grad_theta L(z)||`` (no Hessian).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), default=None
+            Samples; None means the training set.
+        y : array-like of shape (n_samples,), default=None
+            Their labels or targets.
+
+        Returns
+        -------
+        norms : ndarray of shape (n_samples,)
+            Gradient norms; the Hessian-free cousin of self-influence.
+        """
+        data = self._data(X, y)
+        return compute.gradient_norms(self._adapter, data, **self._budget())
+
+    def mislabel_scores(self, method="auto"):
+        """One suspicion score per training point, higher = more likely mislabeled.
+
+        Parameters
+        ----------
+        method : {"auto", "loo_loss", "self_influence", "loss", "grad_norm"}, default="auto"
+            ``"self_influence"`` is Koh & Liang's score; ``"loss"`` the training
+            loss; ``"grad_norm"`` the gradient norm (no Hessian); ``"loo_loss"`` the
+            first-order leave-one-out loss of the point itself,
+            ``loss + removal_weights_ * self_influence``. ``"auto"`` is the score
+            that ``benchmarks/bench_mislabel.py`` finds best for the model family.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_train_,)
+            Suspicion scores (higher = worse).
+        """
+        from skinfluence.mislabel import mislabel_scores
+
+        check_is_fitted(self)
+        return mislabel_scores(self, method, family=self._adapter.family_name)
+
+    def find_mislabeled(self, k=None, fraction=None, method="auto"):
+        """Training indices ranked by mislabel suspicion, most suspicious first.
+
+        Parameters
+        ----------
+        k : int, default=None
+            Return the ``k`` most suspicious points.
+        fraction : float in (0, 1], default=None
+            Return this fraction of the training set instead. With neither, all
+            indices are returned, ranked.
+        method : str, default="auto"
+            The score, as in :meth:`mislabel_scores`.
+
+        Returns
+        -------
+        indices : ndarray of int
+            Training indices, most suspicious first (cleanlab's ranked-indices shape).
+        """
+        from skinfluence.mislabel import rank_suspects
+
+        return rank_suspects(self.mislabel_scores(method), k=k, fraction=fraction)
 
     def score(self, X, y, sample_weight=None):
         """The wrapped model's own ``score`` (accuracy or R^2), unchanged.

@@ -253,3 +253,41 @@ def test_loss_is_log_loss_and_squared_error(fitted):
     else:
         expected = -np.log(m.predict_proba(X[:250])[np.arange(250), y[:250]])
     np.testing.assert_allclose(ex.loss(), expected, rtol=1e-8)
+
+
+def test_gradient_norms_match_explicit_gradients(fitted):
+    ex, X, y = fitted
+    G = ex._adapter.per_sample_gradients(ex._adapter.train_data)
+    np.testing.assert_allclose(ex.gradient_norms(), np.linalg.norm(G, axis=1), rtol=1e-12)
+
+
+def test_loo_loss_score_predicts_the_points_own_leave_one_out_loss(binary_data):
+    X, y = binary_data
+    model = LogisticRegression(C=1.0, **TIGHT)
+    ex = InfluenceExplainer(model).fit(X[:300], y[:300])
+    scores = ex.mislabel_scores("loo_loss")
+    idx = ex.find_mislabeled(k=8, method="loo_loss")
+    np.testing.assert_array_equal(idx, np.argsort(-scores)[:8])
+    actual = []
+    for i in idx:
+        mask = np.arange(300) != i
+        m = clone(model).fit(X[:300][mask], y[:300][mask])
+        actual.append(-np.log(m.predict_proba(X[i : i + 1])[0, y[i]]))
+    # first order in the removal: close, and much closer than the training loss
+    np.testing.assert_allclose(scores[idx], actual, rtol=0.1)
+    assert np.corrcoef(scores[idx], actual)[0, 1] > 0.99
+
+
+def test_find_mislabeled_shapes_and_errors(fitted):
+    ex, X, y = fitted
+    if ex.classes_ is None:
+        pytest.skip("classification only")
+    assert ex.find_mislabeled().shape == (250,)
+    assert ex.find_mislabeled(fraction=0.1).shape == (25,)
+    np.testing.assert_array_equal(
+        ex.find_mislabeled(k=5, method="loss"), np.argsort(-ex.loss(), kind="stable")[:5]
+    )
+    with pytest.raises(ValueError, match="Unknown mislabel method"):
+        ex.mislabel_scores("magic")
+    with pytest.raises(ValueError, match="not both"):
+        ex.find_mislabeled(k=3, fraction=0.1)

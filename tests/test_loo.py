@@ -111,3 +111,23 @@ def test_regression_matches_leave_one_out(regression_data, model):
     X_train, y_train, X_test, y_test = X[:250], y[:250], X[250:253], y[250:253]
     ex = InfluenceExplainer(model).fit(X_train, y_train)
     _check_loo(ex, model, X_train, y_train, X_test, y_test)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky", "sag", "saga"])
+@pytest.mark.parametrize("data", ["binary", "multinomial"])
+def test_every_l2_solver_reaches_the_objective_we_differentiate(
+    solver, data, binary_data, multiclass_data
+):
+    X, y = binary_data if data == "binary" else multiclass_data
+    X = StandardScaler().fit_transform(X)  # sag/saga converge on scaled data
+    ref = InfluenceExplainer(LogisticRegression(C=0.5, **TIGHT)).fit(X[:300], y[:300])
+    ex = InfluenceExplainer(
+        LogisticRegression(C=0.5, solver=solver, tol=1e-10, max_iter=100_000, random_state=0)
+    ).fit(X[:300], y[:300])
+    assert ex.stationarity_ < 1e-5
+    np.testing.assert_allclose(
+        ex.influence(X[300:303], y[300:303]),
+        ref.influence(X[300:303], y[300:303]),
+        rtol=1e-3,
+        atol=1e-6,
+    )

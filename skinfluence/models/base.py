@@ -22,6 +22,8 @@ class ModelAdapter(ABC):
         Length of the flattened parameter vector.
     n_train : int
         Number of training samples.
+    family_name : str
+        The model family ("linear", "torch").
     removal_weights : ndarray of shape (n_train,)
         ``s_i / S``: the weight with which each training point enters the mean
         training objective. Removing point ``i`` is an upweighting by
@@ -30,6 +32,10 @@ class ModelAdapter(ABC):
 
     n_params: int
     n_train: int
+    #: Model family, e.g. "linear" or "torch" (what mislabel "auto" keys on).
+    family_name: str = "model"
+    #: Class labels for classifiers, None for regressors.
+    classes_ = None
 
     @abstractmethod
     def prepare(self, X, y):

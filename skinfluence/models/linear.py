@@ -205,9 +205,7 @@ class LinearAdapter(ModelAdapter):
             self.c = 0.0
             self.intercept = None
 
-    @property
-    def is_classifier(self):
-        return self.family != "squared"
+    family_name = "linear"
 
     # -- data ------------------------------------------------------------------
     def prepare(self, X, y):
