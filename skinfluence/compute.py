@@ -43,8 +43,14 @@ def solved_test_gradients(adapter, solver, test_data):
     return np.ascontiguousarray(solver.solve(G.T).T)
 
 
+def _streamed_rows(adapter, n_test, working_memory, batch_size):
+    return row_blocks(
+        adapter.n_train, _BYTES * (adapter.n_params + n_test), working_memory, batch_size
+    )
+
+
 def iter_influence_blocks(
-    adapter, solver, test_data, *, working_memory, batch_size=None, verbose=0, solved=None
+    adapter, solver, test_data, *, working_memory, batch_size=None, verbose=0
 ):
     """Yield ``(train_slice, I_block)`` with ``I_block`` of shape ``(n_test, b)``.
 
@@ -52,46 +58,48 @@ def iter_influence_blocks(
     ``train_slice``. Peak temporary memory: one block of training gradients and
     one output block, bounded by ``working_memory`` MiB.
     """
-    A = solved_test_gradients(adapter, solver, test_data) if solved is None else solved
-    n_test = A.shape[0]
+    A = solved_test_gradients(adapter, solver, test_data)
+    M = adapter.asarray(np.ascontiguousarray(-A.T))
     train = adapter.train_data
-    blocks = row_blocks(
-        adapter.n_train, _BYTES * (adapter.n_params + n_test), working_memory, batch_size
-    )
+    blocks = _streamed_rows(adapter, A.shape[0], working_memory, batch_size)
     for idx in _progress(blocks, len(blocks), "influence", verbose):
-        G = adapter.per_sample_gradients(adapter.take(train, idx))
-        yield idx, -np.asarray(G @ A.T).T
+        yield idx, adapter.gradients_dot(adapter.take(train, idx), M).T
 
 
 def influence_matrix(adapter, solver, test_data, *, working_memory, batch_size=None, verbose=0):
     """The full ``(n_test, n_train)`` matrix of ``I_up,loss`` (Koh & Liang sign)."""
     A = solved_test_gradients(adapter, solver, test_data)
-    neg_At = np.ascontiguousarray(-A.T)
-    n_test = A.shape[0]
+    M = adapter.asarray(np.ascontiguousarray(-A.T))
     # Written as (n_train, n_test) so each block lands in contiguous rows, and
     # returned as its (Fortran-ordered) transpose: no copy of the output.
-    out_t = np.empty((adapter.n_train, n_test))
+    out_t = np.empty((adapter.n_train, A.shape[0]))
     train = adapter.train_data
-    blocks = row_blocks(
-        adapter.n_train, _BYTES * (adapter.n_params + n_test), working_memory, batch_size
-    )
+    blocks = _streamed_rows(adapter, A.shape[0], working_memory, batch_size)
     for idx in _progress(blocks, len(blocks), "influence", verbose):
-        G = adapter.per_sample_gradients(adapter.take(train, idx))
-        if sp.issparse(G):
-            out_t[idx] = G @ neg_At
-        else:
-            np.matmul(G, neg_At, out=out_t[idx])
+        adapter.gradients_dot(adapter.take(train, idx), M, out=out_t[idx])
     return out_t.T
 
 
 def self_influence(adapter, solver, data, *, working_memory, batch_size=None, verbose=0):
-    """``g_i^T H^-1 g_i`` for every sample of a prepared block, ``(n,)``."""
+    """``g_i^T H^-1 g_i`` for every sample of a prepared block, ``(n,)``.
+
+    With a solver that offers a factor ``W`` (``W W^T = H^-1``: direct, lowrank)
+    each block costs one product ``G W``; otherwise each block is solved.
+    """
     n = adapter.n_samples(data)
     out = np.empty(n)
+    W = solver.whitener() if hasattr(solver, "whitener") else None
+    if W is not None:
+        W = adapter.asarray(np.ascontiguousarray(W))
     blocks = row_blocks(n, _BYTES * 3 * adapter.n_params, working_memory, batch_size)
     for idx in _progress(blocks, len(blocks), "self-influence", verbose):
-        G = _dense(adapter.per_sample_gradients(adapter.take(data, idx)))
-        out[idx] = np.einsum("ij,ji->i", G, solver.solve(G.T))
+        blk = adapter.take(data, idx)
+        if W is not None:
+            Z = adapter.gradients_dot(blk, W)
+            out[idx] = np.einsum("ij,ij->i", Z, Z)
+        else:
+            G = _dense(adapter.per_sample_gradients(blk))
+            out[idx] = np.einsum("ij,ji->i", G, solver.solve(G.T))
     return out
 
 

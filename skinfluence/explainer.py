@@ -43,15 +43,30 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     damping : float, default=0.0
         ``lambda`` added to the Hessian: ``(H + lambda I)^-1``. Needed when the
         Hessian is singular (no penalty and collinear features, for instance).
-    solver : {"auto", "direct", "cg"}, default="auto"
+    solver : {"auto", "direct", "cg", "lissa", "lowrank"}, default="auto"
         How ``H^-1`` is applied. "direct" factors the dense Hessian once (exact);
-        "cg" uses conjugate gradient on Hessian-vector products (for many
-        parameters, e.g. wide sparse data); "auto" picks "direct" up to 3000
-        parameters.
-    tol : float, default=1e-8
-        Relative residual at which "cg" stops.
-    max_iter : int or None, default=None
-        Iteration cap for "cg" (None: 10 times the number of parameters).
+        "cg" runs conjugate gradient on Hessian-vector products (many parameters,
+        e.g. wide sparse data or nets); "lissa" is the stochastic series of Koh &
+        Liang; "lowrank" keeps the top eigenpairs of ``H`` (cheap self-influence,
+        approximate). "auto" picks "direct" up to 3000 parameters, "cg" above.
+    solver_params : dict or None, default=None
+        Options of the chosen solver: ``tol`` (1e-8) and ``max_iter`` for "cg";
+        ``depth`` (1000), ``scale`` (None: 1.5 x the largest eigenvalue, estimated),
+        ``repeats`` (1), ``batch_size`` (64) for "lissa"; ``rank`` (50) and ``tol``
+        for "lowrank".
+    params : str, list of str or None, default=None
+        Torch nets only: parameter names or module prefixes (e.g. ``"fc2"``) to take
+        influence over; None means every parameter with ``requires_grad`` (freeze
+        layers to leave them out).
+    hessian : {"exact", "gauss-newton"}, default="exact"
+        Torch nets only: the Hessian of the objective, or its Gauss-Newton
+        approximation (positive semi-definite; useful for non-convex nets).
+    dtype : None or "float64", default=None
+        Torch nets only: compute in the module's dtype, or in float64 (on copies).
+    device : str, torch.device or None, default=None
+        Torch nets only: where to compute; None uses the net's parameters' device.
+    hessian_samples : int or None, default=None
+        Torch nets only: estimate the Hessian on this many random training points.
     batch_size : int or None, default=None
         Training samples per block when streaming gradients. None derives it
         from ``working_memory``.
@@ -61,6 +76,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     copy_X : bool, default=True
         Keep a private copy of the training features, so that later changes to
         the caller's array cannot change results.
+    random_state : int, RandomState instance or None, default=None
+        Seed for the stochastic parts ("lissa" mini-batches, "lowrank" start
+        vector, ``hessian_samples``).
     verbose : int, default=0
         Show progress bars (``tqdm.auto``, Jupyter-friendly) over blocks.
 
@@ -137,21 +155,31 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         *,
         damping=0.0,
         solver="auto",
-        tol=1e-8,
-        max_iter=None,
+        solver_params=None,
+        params=None,
+        hessian="exact",
+        dtype=None,
+        device=None,
+        hessian_samples=None,
         batch_size=None,
         working_memory=None,
         copy_X=True,
+        random_state=None,
         verbose=0,
     ):
         self.estimator = estimator
         self.damping = damping
         self.solver = solver
-        self.tol = tol
-        self.max_iter = max_iter
+        self.solver_params = solver_params
+        self.params = params
+        self.hessian = hessian
+        self.dtype = dtype
+        self.device = device
+        self.hessian_samples = hessian_samples
         self.batch_size = batch_size
         self.working_memory = working_memory
         self.copy_X = copy_X
+        self.random_state = random_state
         self.verbose = verbose
 
     # -- fitting ---------------------------------------------------------------
@@ -162,6 +190,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             and self.damping >= 0
         ):
             raise ValueError(f"damping must be a finite number >= 0, got {self.damping!r}.")
+        if self.solver_params is not None and not isinstance(self.solver_params, dict):
+            raise ValueError(f"solver_params must be a dict or None, got {self.solver_params!r}.")
         if self.solver != "auto" and self.solver not in SOLVERS:
             raise ValueError(
                 f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {self.solver!r}."
@@ -253,7 +283,20 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             model = clone(inner).fit(X, y, **fit_params)
         self.estimator_ = model
         wm = self._working_memory()
-        adapter = make_adapter(model, X, y, sample_weight, working_memory=wm, copy_X=self.copy_X)
+        adapter = make_adapter(
+            model,
+            X,
+            y,
+            sample_weight,
+            working_memory=wm,
+            copy_X=self.copy_X,
+            random_state=self.random_state,
+            params=self.params,
+            hessian=self.hessian,
+            dtype=self.dtype,
+            device=self.device,
+            hessian_samples=self.hessian_samples,
+        )
         self.stationarity_ = compute.stationarity(
             adapter, working_memory=wm, batch_size=self.batch_size
         )
@@ -270,8 +313,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self.solver,
             adapter.n_params,
             damping=float(self.damping),
-            tol=self.tol,
-            max_iter=self.max_iter,
+            random_state=self.random_state,
+            **(self.solver_params or {}),
         )
         solver.fit(adapter)
         self._adapter = adapter

@@ -126,7 +126,7 @@ def test_singular_hessian_without_damping_and_fixed_by_damping():
     [
         (dict(damping=-1.0), "damping must be"),
         (dict(damping=np.nan), "damping must be"),
-        (dict(solver="lissa"), "solver must be"),
+        (dict(solver="magic"), "solver must be"),
         (dict(batch_size=0), "batch_size must be"),
         (dict(working_memory=-5), "working_memory must be"),
     ],
@@ -165,6 +165,8 @@ def test_non_stationary_fit_warns(binary_data):
 
 def test_cg_non_convergence_warns(binary_data):
     X, y = binary_data
-    ex = InfluenceExplainer(LogisticRegression(), solver="cg", max_iter=1, tol=1e-14).fit(X, y)
+    ex = InfluenceExplainer(
+        LogisticRegression(), solver="cg", solver_params={"max_iter": 1, "tol": 1e-14}
+    ).fit(X, y)
     with pytest.warns(ConvergenceWarning, match="did not converge in 1 iterations"):
         ex.influence(X[:2], y[:2])

@@ -153,7 +153,9 @@ def test_perturbation_influence_predicts_retraining(data, binary_data, multiclas
 def test_cg_agrees_with_direct(multiclass_data):
     X, y = multiclass_data
     direct = InfluenceExplainer(LogisticRegression(**TIGHT), solver="direct").fit(X, y)
-    cg = InfluenceExplainer(LogisticRegression(**TIGHT), solver="cg", tol=1e-10).fit(X, y)
+    cg = InfluenceExplainer(
+        LogisticRegression(**TIGHT), solver="cg", solver_params={"tol": 1e-10}
+    ).fit(X, y)
     assert cg.solver_ == "cg" and direct.solver_ == "direct"
     np.testing.assert_allclose(
         cg.influence(X[:5], y[:5]), direct.influence(X[:5], y[:5]), rtol=1e-6, atol=1e-8

@@ -1,25 +1,38 @@
 """Model adapters: how to differentiate one model family at its fitted parameters."""
 
-from sklearn.pipeline import Pipeline
-
-from skinfluence.models.base import ModelAdapter
+from skinfluence.models.base import ModelAdapter, split_pipeline
 from skinfluence.models.linear import SUPPORTED_LINEAR, LinearAdapter
 
 SUPPORTED_TEXT = (
-    "a LogisticRegression (L2 or no penalty), Ridge or LinearRegression, "
-    "or a Pipeline whose last step is one"
+    "a LogisticRegression (L2 or no penalty), Ridge or LinearRegression, a skorch "
+    "NeuralNet, or a Pipeline whose last step is one of these"
 )
+
+#: Adapter options that only a torch net understands, with their defaults.
+TORCH_OPTIONS = {
+    "params": None,
+    "hessian": "exact",
+    "dtype": None,
+    "device": None,
+    "hessian_samples": None,
+}
 
 
 def final_step(estimator):
     """The model that influence is taken for: the last step of a Pipeline."""
-    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    return split_pipeline(estimator)[1]
+
+
+def _is_torch(model):
+    from skinfluence.models.torch_detect import is_skorch_net
+
+    return is_skorch_net(model)
 
 
 def check_supported(estimator):
     """Raise a TypeError naming the problem unless an adapter exists for ``estimator``."""
     model = final_step(estimator)
-    if isinstance(model, SUPPORTED_LINEAR):
+    if isinstance(model, SUPPORTED_LINEAR) or _is_torch(model):
         return
     raise TypeError(
         f"InfluenceExplainer cannot differentiate {type(model).__name__}: it supports "
@@ -27,9 +40,38 @@ def check_supported(estimator):
     )
 
 
-def make_adapter(estimator, X, y, sample_weight=None, *, working_memory=1024, copy_X=True):
+def make_adapter(
+    estimator,
+    X,
+    y,
+    sample_weight=None,
+    *,
+    working_memory=1024,
+    copy_X=True,
+    random_state=None,
+    **torch_options,
+):
     """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``."""
     check_supported(estimator)
+    if _is_torch(final_step(estimator)):
+        from skinfluence.models.torch import TorchAdapter
+
+        return TorchAdapter(
+            estimator,
+            X,
+            y,
+            sample_weight,
+            working_memory=working_memory,
+            copy_X=copy_X,
+            random_state=random_state,
+            **torch_options,
+        )
+    set_options = [k for k, v in torch_options.items() if v != TORCH_OPTIONS.get(k)]
+    if set_options:
+        raise ValueError(
+            f"{', '.join(set_options)} only apply to torch nets; a linear model is "
+            "differentiated exactly in float64."
+        )
     return LinearAdapter(
         estimator, X, y, sample_weight, working_memory=working_memory, copy_X=copy_X
     )

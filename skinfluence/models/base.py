@@ -7,6 +7,16 @@ of length ``n_params``; every gradient-like array uses that layout.
 
 from abc import ABC, abstractmethod
 
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+
+def split_pipeline(estimator):
+    """``(feature_map, model)``: a Pipeline's leading steps (or None) and its last step."""
+    if isinstance(estimator, Pipeline):
+        return (estimator[:-1] if len(estimator) > 1 else None), estimator[-1]
+    return None, estimator
+
 
 class ModelAdapter(ABC):
     """How to differentiate one fitted model at its fitted parameters.
@@ -63,8 +73,12 @@ class ModelAdapter(ABC):
         """Per-sample loss values, ``(n,)``."""
 
     @abstractmethod
-    def hvp(self, V):
-        """Hessian of the training objective times ``V`` of shape ``(n_params, m)``."""
+    def hvp(self, V, indices=None):
+        """Hessian of the training objective times ``V`` of shape ``(n_params, m)``.
+
+        With ``indices``, the Hessian of the objective restricted to those training
+        points (data term renormalised, regulariser kept): a mini-batch estimate.
+        """
 
     def hessian(self):
         """Dense Hessian of the training objective, ``(n_params, n_params)``."""
@@ -79,6 +93,24 @@ class ModelAdapter(ABC):
         which is exact.
         """
         return None
+
+    def asarray(self, A):
+        """``A`` as the array type :meth:`gradients_dot` multiplies with (e.g. on a GPU)."""
+        return A
+
+    def gradients_dot(self, data, M, out=None):
+        """``G_data @ M`` for ``M`` from :meth:`asarray` of shape ``(n_params, m)``.
+
+        Returns a float64 numpy array ``(n, m)`` (written into ``out`` when given).
+        Adapters override it to keep the product where the gradients live.
+        """
+        G = self.per_sample_gradients(data)
+        if out is None:
+            return np.asarray(G @ M)
+        if isinstance(G, np.ndarray):
+            return np.matmul(G, M, out=out)
+        out[...] = G @ M
+        return out
 
     @abstractmethod
     def objective_gradient(self):

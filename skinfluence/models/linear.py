@@ -20,11 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_expit, logsumexp, softmax
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
-from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
 from sklearn.utils.class_weight import compute_class_weight
 
-from skinfluence.models.base import ModelAdapter
+from skinfluence.models.base import ModelAdapter, split_pipeline
 
 SUPPORTED_LINEAR = (LogisticRegression, Ridge, LinearRegression)
 
@@ -111,12 +110,7 @@ class LinearAdapter(ModelAdapter):
     """
 
     def __init__(self, estimator, X, y, sample_weight=None, *, working_memory=1024, copy_X=True):
-        if isinstance(estimator, Pipeline):
-            self.transform = estimator[:-1] if len(estimator) > 1 else None
-            model = estimator[-1]
-        else:
-            self.transform = None
-            model = estimator
+        self.transform, model = split_pipeline(estimator)
         self.model = model
         self.working_memory = working_memory
         self._setup_model(model)
@@ -330,8 +324,8 @@ class LinearAdapter(ModelAdapter):
             G[:, :, d] = self.c * r
         return G.reshape(n, self.n_params)
 
-    def _blocks(self, bytes_per_row):
-        n = self.n_train
+    def _blocks(self, bytes_per_row, n=None):
+        n = self.n_train if n is None else n
         rows = max(1, int(self.working_memory * 2**20 // max(bytes_per_row, 1)))
         for start in range(0, n, rows):
             yield slice(start, min(start + rows, n))
@@ -380,16 +374,18 @@ class LinearAdapter(ModelAdapter):
             M[:, :, -1] = self.c * P
         return M.reshape(n, -1)
 
-    def hvp(self, V):
+    def hvp(self, V, indices=None):
         V = np.asarray(V, dtype=np.float64)
         squeeze = V.ndim == 1
         V = V.reshape(self.n_params, -1)
         K, dt, m = self.n_outputs, self.d_tilde, V.shape[1]
         Vr = V.reshape(K, dt, m)
         out = np.zeros((K, dt, m))
-        sw = self.removal_weights
-        for idx in self._blocks(8 * K * m * 3):
-            blk = self.take(self._train, idx)
+        data, sw = self._train, self.removal_weights
+        if indices is not None:  # a mini-batch Hessian (for stochastic solvers)
+            data, sw = self.take(data, indices), sw[indices] / sw[indices].sum()
+        for idx in self._blocks(8 * K * m * 3, self.n_samples(data)):
+            blk = self.take(data, idx)
             _, w = self._residual(blk)
             Z = np.stack([self._xt_dot(blk.X, Vr[k]) for k in range(K)], axis=1)
             CZ = self._apply_curvature(w, Z) * sw[idx][:, None, None]

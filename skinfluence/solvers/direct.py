@@ -4,7 +4,6 @@ import warnings
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg.lapack import dpocon
 
 from skinfluence.solvers.base import HessianSolver, SingularHessianError, damping_advice
 
@@ -30,14 +29,9 @@ class DirectSolver(HessianSolver):
         if self.null_basis_ is not None:
             scale = max(np.trace(H) / p, np.finfo(float).tiny)
             H += scale * (self.null_basis_ @ self.null_basis_.T)
-        anorm = np.abs(H).sum(axis=0).max()
-        try:
-            c, lower = sla.cho_factor(H, lower=True, check_finite=True)
-            rcond, _ = dpocon(c, anorm, uplo="L")
-        except sla.LinAlgError:
-            rcond = 0.0
-        if rcond <= p * np.finfo(float).eps:
-            eig = sla.eigvalsh(H)
+        eig = sla.eigvalsh(H)
+        self.min_eigenvalue_, self.max_eigenvalue_ = float(eig[0]), float(eig[-1])
+        if not eig[0] > p * np.finfo(float).eps * abs(eig[-1]):
             raise SingularHessianError(
                 "The Hessian of the training objective is singular or indefinite "
                 f"(smallest eigenvalue {eig[0]:.3g}, largest {eig[-1]:.3g}, with "
@@ -45,21 +39,28 @@ class DirectSolver(HessianSolver):
                 f"Pass damping>0 (e.g. damping={damping_advice(eig[0], eig[-1]):.3g}) "
                 "or use a regularised model."
             )
-        self.condition_number_ = 1.0 / rcond
-        if rcond < NEAR_SINGULAR_RCOND:
+        self.condition_number_ = float(eig[-1] / eig[0])
+        self._chol = self._eig = None
+        if 1.0 / self.condition_number_ < NEAR_SINGULAR_RCOND:
             warnings.warn(
-                f"The Hessian is near-singular (condition number about {1 / rcond:.3g}); "
+                f"The Hessian is near-singular (condition number {self.condition_number_:.3g}); "
                 "solving through its eigendecomposition. Influence values along "
                 "poorly determined directions are unreliable: consider damping>0.",
                 RuntimeWarning,
                 stacklevel=3,
             )
             self._eig = sla.eigh(H)
-            self._chol = None
         else:
-            self._chol = (c, lower)
-            self._eig = None
+            self._chol = sla.cho_factor(H, lower=True, check_finite=False)
         return self
+
+    def whitener(self):
+        """``W`` with ``W W^T = H^-1``, so that ``g^T H^-1 g = ||W^T g||^2``."""
+        if self._chol is not None:
+            L = np.tril(self._chol[0])
+            return sla.solve_triangular(L, np.eye(len(L)), lower=True).T
+        w, V = self._eig
+        return V / np.sqrt(w)
 
     def solve(self, B):
         B = np.asarray(B, dtype=np.float64)
@@ -71,4 +72,8 @@ class DirectSolver(HessianSolver):
         return self._project(X)
 
     def summary(self):
-        return {"damping": self.damping, "condition number": self.condition_number_}
+        return {
+            "damping": self.damping,
+            "smallest eigenvalue": self.min_eigenvalue_,
+            "condition number": self.condition_number_,
+        }

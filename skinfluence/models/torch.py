@@ -1,0 +1,477 @@
+"""Adapter for torch modules wrapped by skorch: per-sample gradients with torch.func.
+
+Per-sample losses go through the net's own ``get_loss`` (so ``NLLLoss`` on
+probabilities, ``BCEWithLogitsLoss`` and user overrides behave as in training),
+evaluated on one sample at a time under ``vmap``. The objective is
+
+    R(theta) = (1/S) sum_i s_i L(z_i, theta) + 1/2 sum_j lambda_j theta_j^2
+
+with ``s_i`` the sample weight times the criterion's class weight and
+``lambda_j`` the L2 weight decay the optimizer applied to parameter ``j``.
+Heavy products stay on the net's device; the solver-facing interface speaks
+float64 numpy.
+"""
+
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_array, check_random_state
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from skinfluence.models.base import ModelAdapter, split_pipeline
+
+HESSIAN_KINDS = ("exact", "gauss-newton")
+
+
+class _Block:
+    __slots__ = ("X", "y")
+
+    def __init__(self, X, y):
+        self.X = X
+        self.y = y
+
+
+@contextmanager
+def _eval_mode(module):
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _select(names, params):
+    if params is None:
+        return names
+    prefixes = (params,) if isinstance(params, str) else tuple(params)
+    chosen = [n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes)]
+    if not chosen:
+        raise ValueError(
+            f"params={params!r} matches no trainable parameter; trainable ones are {names}."
+        )
+    return chosen
+
+
+class TorchAdapter(ModelAdapter):
+    """Gradients, Hessian-vector products and the Hessian of a fitted skorch net.
+
+    Parameters
+    ----------
+    estimator : skorch.NeuralNet or Pipeline ending in one
+        The fitted (initialised) net.
+    X, y : array-like
+        The data the net was trained on.
+    sample_weight : array-like of shape (n_samples,) or None
+        Per-sample weights of the training objective.
+    params : str, sequence of str or None
+        Parameter names (or module prefixes such as ``"fc2"``) to take influence
+        over; None means every parameter with ``requires_grad``.
+    hessian : {"exact", "gauss-newton"}
+        The Hessian of the objective, or its Gauss-Newton approximation
+        ``J^T H_out J`` (positive semi-definite for convex losses).
+    dtype : None or "float64"
+        None computes in the module's dtype; "float64" in double precision
+        (on copies: the net is never changed).
+    device : str, torch.device or None
+        Where to compute; None uses the device of the module's parameters.
+    hessian_samples : int or None
+        Estimate the Hessian on a random subset of this many training points.
+    random_state : int, RandomState or None
+        Seed of that subset.
+    working_memory : float
+        MiB budget for blocks of training samples.
+    """
+
+    family_name = "torch"
+
+    def __init__(
+        self,
+        estimator,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        params=None,
+        hessian="exact",
+        dtype=None,
+        device=None,
+        hessian_samples=None,
+        random_state=None,
+        working_memory=1024,
+        copy_X=True,
+    ):
+        self.transform, net = split_pipeline(estimator)
+        if not getattr(net, "initialized_", False):
+            raise NotFittedError(f"The {type(net).__name__} is not initialized: fit it first.")
+        if hessian not in HESSIAN_KINDS:
+            raise ValueError(f"hessian must be one of {HESSIAN_KINDS}, got {hessian!r}.")
+        self.net = net
+        self.module = net.module_
+        self.hessian_kind = hessian
+        self.working_memory = working_memory
+        self._setup_params(params, dtype, device)
+        self._binary = type(net).__name__ == "NeuralNetBinaryClassifier" or any(
+            type(c).__name__ == "NeuralNetBinaryClassifier" for c in type(net).__mro__
+        )
+        self.classes_ = self._classes()
+        self._train = self.prepare(X, y)
+        n = self.n_samples(self._train)
+        self.n_train = n
+        s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
+        s = s * self._class_weights(self._train.y)
+        S = s.sum()
+        if not S > 0:
+            raise ValueError("The sample weights sum to zero: there is no objective.")
+        self.removal_weights = s / S
+        self._w = torch.as_tensor(self.removal_weights, dtype=self.dtype, device=self.device)
+        self._reduction = self._check_decomposable()
+        self.lam = self._l2_strengths(S)
+        self._lam_t = torch.as_tensor(self.lam, dtype=self.dtype, device=self.device)
+        self._warn_about_training_split()
+        self._hessian_idx = None
+        if hessian_samples is not None and hessian_samples < n:
+            rng = check_random_state(random_state)
+            self._hessian_idx = np.sort(rng.choice(n, size=int(hessian_samples), replace=False))
+
+    # -- setup -------------------------------------------------------------------
+    def _setup_params(self, params, dtype, device):
+        module = self.module
+        named = dict(module.named_parameters())
+        trainable = [n for n, p in named.items() if p.requires_grad]
+        if not trainable:
+            raise ValueError(
+                f"{type(module).__name__} has no parameter with requires_grad=True: there "
+                "is nothing to take influence over."
+            )
+        self.param_names = _select(trainable, params)
+        first = named[self.param_names[0]]
+        self.device = torch.device(device) if device is not None else first.device
+        if dtype in (None, "model"):
+            self.dtype = first.dtype
+        elif dtype in ("float64", np.float64, torch.float64):
+            self.dtype = torch.float64
+        else:
+            raise ValueError(f"dtype must be None or 'float64', got {dtype!r}.")
+
+        def cast(t):
+            t = t.detach().to(self.device)
+            return t.to(self.dtype) if t.is_floating_point() else t
+
+        self._params = {n: cast(named[n]) for n in self.param_names}
+        consts = {n: cast(p) for n, p in named.items() if n not in self._params}
+        consts.update({n: cast(b) for n, b in module.named_buffers()})
+        self._consts = consts
+        self._shapes = [self._params[n].shape for n in self.param_names]
+        self._numels = [self._params[n].numel() for n in self.param_names]
+        self.n_params = int(sum(self._numels))
+        self.theta = self._flat(self._params).double().cpu().numpy()
+
+    def _classes(self):
+        if self._binary:
+            return np.array([0, 1])
+        try:
+            classes = self.net.classes_
+        except AttributeError:
+            return None
+        return None if classes is None else np.asarray(classes)
+
+    def _class_weights(self, y):
+        weight = getattr(self.net.criterion_, "weight", None)
+        if weight is None or self._binary:
+            return np.ones(len(y))
+        return weight.detach().double().cpu().numpy()[y.cpu().numpy()]
+
+    def _l2_strengths(self, S):
+        """Per-parameter L2 coefficient in the mean-form objective."""
+        opt = getattr(self.net, "optimizer_", None)
+        lam = np.zeros(self.n_params)
+        if opt is None:
+            return lam
+        decay = {}
+        for group in opt.param_groups:
+            for p in group["params"]:
+                decay[id(p)] = float(group.get("weight_decay", 0.0) or 0.0)
+        named = dict(self.module.named_parameters())
+        if isinstance(opt, torch.optim.AdamW) and any(decay.values()):
+            warnings.warn(
+                "The net was trained with AdamW, whose decoupled weight decay is not an "
+                "L2 term of any objective: it is left out of the Hessian. Influence "
+                "assumes an optimum; pass damping>0 or train with SGD/Adam weight_decay.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return lam
+        # a summed loss, sum_i s_i L_i + wd/2 |theta|^2, is S times the mean form
+        scale = 1.0 if self._reduction == "mean" else 1.0 / S
+        start = 0
+        for name, size in zip(self.param_names, self._numels, strict=True):
+            lam[start : start + size] = scale * decay.get(id(named[name]), 0.0)
+            start += size
+        return lam
+
+    def _warn_about_training_split(self):
+        split = getattr(self.net, "train_split", None)
+        if split is not None:
+            warnings.warn(
+                f"The net has train_split={split!r}: skorch held out part of the data "
+                "it was fitted on for validation, so its parameters are not fitted to "
+                "all of X. Train with train_split=None, or give the explainer exactly "
+                "the samples the net was trained on.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+    # -- data --------------------------------------------------------------------
+    def prepare(self, X, y):
+        if self.transform is not None:
+            X = self.transform.transform(X)
+        if isinstance(X, torch.Tensor):
+            Xt = X.detach().to(self.device)
+        else:
+            X = check_array(
+                X,
+                allow_nd=True,
+                dtype=None,
+                ensure_all_finite=True,
+                input_name="X" if self.transform is None else "X after the Pipeline's steps",
+            )
+            Xt = torch.as_tensor(np.asarray(X), device=self.device)
+        if Xt.is_floating_point():
+            Xt = Xt.to(self.dtype)
+            if not torch.isfinite(Xt).all():
+                raise ValueError("Input X contains NaN or infinity.")
+        return _Block(Xt, self._encode_y(y, Xt.shape[0]))
+
+    def _encode_y(self, y, n):
+        if y is None:
+            raise ValueError("y is required: influence needs the labels of the samples.")
+        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        if y.shape[0] != n:
+            raise ValueError(f"X and y have inconsistent numbers of samples: {n} and {y.shape[0]}.")
+        if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
+            raise ValueError("Input y contains NaN or infinity.")
+        if self.classes_ is not None:
+            unseen = ~np.isin(y, self.classes_)
+            if unseen.any():
+                raise ValueError(
+                    f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}"
+                    f"; known classes are {self.classes_.tolist()}."
+                )
+        if self._binary or np.issubdtype(y.dtype, np.floating):
+            return torch.as_tensor(y, device=self.device).to(self.dtype)
+        return torch.as_tensor(y.astype(np.int64), device=self.device)
+
+    def n_samples(self, data):
+        return int(data.X.shape[0])
+
+    def take(self, data, index):
+        if not isinstance(index, slice):
+            index = torch.as_tensor(np.asarray(index), device=self.device)
+        return _Block(data.X[index], data.y[index])
+
+    @property
+    def train_data(self):
+        return self._train
+
+    # -- functional model ----------------------------------------------------------
+    def _forward(self, p, x):
+        out = functional_call(self.module, {**p, **self._consts}, (x,))
+        if isinstance(out, tuple):
+            out = out[0]
+        if self._binary:
+            out = out.reshape(-1)
+        return out
+
+    def _loss_from_out(self, out, y):
+        return self.net.get_loss(out, y, X=None, training=False)
+
+    def _loss_one(self, p, x, y):
+        out = self._forward(p, x.unsqueeze(0))
+        return self._loss_from_out(out, y.unsqueeze(0)).reshape(())
+
+    def _losses(self, p, data):
+        return vmap(self._loss_one, in_dims=(None, 0, 0))(p, data.X, data.y)
+
+    def _check_decomposable(self):
+        """ "mean" or "sum": how the net reduces per-sample losses; else raise."""
+        m = min(self.n_train, 16)
+        blk = self.take(self._train, slice(0, m))
+        with _eval_mode(self.module), torch.no_grad():
+            per = self._losses(self._params, blk)
+            batch = self._loss_from_out(self._forward(self._params, blk.X), blk.y)
+        if batch.numel() != 1:
+            raise ValueError(
+                "net.get_loss does not return a scalar for a batch: influence needs the "
+                "training objective as a mean (or sum) of per-sample losses."
+            )
+        s = torch.as_tensor(self._class_weights(blk.y), dtype=self.dtype, device=self.device)
+        mean = (per * s).sum() / s.sum()
+        tol = 1e-4 if self.dtype == torch.float32 else 1e-9
+        if torch.allclose(batch.reshape(()), mean, rtol=tol, atol=tol):
+            return "mean"
+        if torch.allclose(batch.reshape(()), (per * s).sum(), rtol=tol, atol=tol):
+            return "sum"
+        raise ValueError(
+            "The net's loss is not per-sample decomposable: the loss of a batch "
+            f"({batch.item():.6g}) is neither the mean ({mean.item():.6g}) nor the sum of "
+            "the per-sample losses. Influence functions need R = mean of L(z_i)."
+        )
+
+    # -- flat <-> dict -------------------------------------------------------------
+    def _flat(self, d, batch=False):
+        if batch:
+            first = d[self.param_names[0]]
+            return torch.cat([d[n].reshape(first.shape[0], -1) for n in self.param_names], 1)
+        return torch.cat([d[n].reshape(-1) for n in self.param_names])
+
+    def _unflat(self, v, batch=False):
+        out, start = {}, 0
+        for name, shape, size in zip(self.param_names, self._shapes, self._numels, strict=True):
+            piece = v[..., start : start + size]
+            out[name] = piece.reshape(*v.shape[:-1], *shape) if batch else piece.reshape(shape)
+            start += size
+        return out
+
+    def asarray(self, A):
+        """A float array moved to the adapter's device and dtype."""
+        return torch.as_tensor(np.asarray(A), dtype=self.dtype, device=self.device)
+
+    def _blocks(self, data, bytes_per_row):
+        n = self.n_samples(data)
+        rows = max(1, int(self.working_memory * 2**20 // max(int(bytes_per_row), 1)))
+        for start in range(0, n, rows):
+            yield self.take(data, slice(start, min(start + rows, n))), slice(start, start + rows)
+
+    def _row_bytes(self, factor=3):
+        return factor * self.n_params * torch.finfo(self.dtype).bits // 8
+
+    # -- interface -------------------------------------------------------------------
+    def per_sample_losses(self, data):
+        out = []
+        with _eval_mode(self.module), torch.no_grad():
+            for blk, _ in self._blocks(data, self._row_bytes(1)):
+                out.append(self._losses(self._params, blk))
+        return torch.cat(out).double().cpu().numpy()
+
+    def _grads(self, blk):
+        g = vmap(grad(self._loss_one), in_dims=(None, 0, 0))(self._params, blk.X, blk.y)
+        return self._flat(g, batch=True)
+
+    def per_sample_gradients(self, data):
+        with _eval_mode(self.module):
+            return self._grads(data).double().cpu().numpy()
+
+    def gradients_dot(self, data, M, out=None):
+        with _eval_mode(self.module):
+            res = (self._grads(data) @ M).double().cpu().numpy()
+        if out is None:
+            return res
+        out[...] = res
+        return out
+
+    def _hessian_data(self):
+        if self._hessian_idx is None:
+            return self._train, self._w
+        w = self._w[torch.as_tensor(self._hessian_idx, device=self.device)]
+        return self.take(self._train, self._hessian_idx), w / w.sum()
+
+    def _block_objective(self, blk, w):
+        return lambda p: (self._losses(p, blk) * w).sum()
+
+    def _hvp_block(self, blk, w, Vd):
+        """Data part of H @ V for one block; ``Vd`` is a batched dict (m, ...)."""
+        if self.hessian_kind == "gauss-newton":
+            return self._gnvp_block(blk, w, Vd)
+        f = self._block_objective(blk, w)
+        try:
+            return vmap(lambda v: jvp(grad(f), (self._params,), (v,))[1])(Vd)
+        except (RuntimeError, NotImplementedError):
+            return self._hvp_double_backward(f, Vd)
+
+    def _hvp_double_backward(self, f, Vd):
+        """Reverse-over-reverse fallback for modules without forward-mode support."""
+        params = {n: t.detach().clone().requires_grad_(True) for n, t in self._params.items()}
+        loss = f(params)
+        gs = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        m = next(iter(Vd.values())).shape[0]
+        cols = []
+        for j in range(m):
+            hv = torch.autograd.grad(
+                gs,
+                list(params.values()),
+                grad_outputs=[Vd[n][j] for n in params],
+                retain_graph=j < m - 1,
+            )
+            cols.append(dict(zip(params, hv, strict=True)))
+        return {n: torch.stack([c[n] for c in cols]) for n in params}
+
+    def _gnvp_block(self, blk, w, Vd):
+        def out_fn(p):
+            return self._forward(p, blk.X)
+
+        def loss_out(o, y):
+            return self._loss_from_out(o.unsqueeze(0), y.unsqueeze(0)).reshape(())
+
+        def one(v):
+            out, jv = jvp(out_fn, (self._params,), (v,))
+            h = vmap(lambda o, y, t: jvp(grad(loss_out), (o,), (t,))[1])(out, blk.y, jv)
+            h = h * w.reshape(-1, *([1] * (h.dim() - 1)))
+            _, pull = vjp(out_fn, self._params)
+            return pull(h)[0]
+
+        return vmap(one)(Vd)
+
+    def hvp(self, V, indices=None):
+        V = np.asarray(V, dtype=np.float64)
+        squeeze = V.ndim == 1
+        V = V.reshape(self.n_params, -1)
+        Vt = self.asarray(V.T)  # (m, P)
+        Vd = self._unflat(Vt, batch=True)
+        if indices is None:
+            data, w = self._hessian_data()
+        else:  # a mini-batch Hessian (for stochastic solvers)
+            data = self.take(self._train, indices)
+            w = self._w[torch.as_tensor(np.asarray(indices), device=self.device)]
+            w = w / w.sum()
+        total = torch.zeros_like(Vt)
+        m = Vt.shape[0]
+        with _eval_mode(self.module):
+            for blk, idx in self._blocks(data, self._row_bytes(4) * max(m, 1)):
+                total += self._flat(self._hvp_block(blk, w[idx], Vd), batch=True)
+        total += self._lam_t * Vt
+        res = total.double().cpu().numpy().T
+        return res[:, 0] if squeeze else res
+
+    def hessian(self):
+        P = self.n_params
+        chunk = max(1, min(P, int(self.working_memory * 2**20 // max(8 * P * 4, 1))))
+        cols = [self.hvp(np.eye(P)[:, s : s + chunk]) for s in range(0, P, chunk)]
+        H = np.hstack(cols)
+        return (H + H.T) / 2
+
+    def objective_gradient(self):
+        total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
+        with _eval_mode(self.module):
+            for blk, idx in self._blocks(self._train, self._row_bytes(2)):
+                g = grad(self._block_objective(blk, self._w[idx]))(self._params)
+                total += self._flat(g)
+        total += self._lam_t * self._flat(self._params)
+        return total.double().cpu().numpy()
+
+    def perturbation_dot(self, data, U):
+        """``u_t . d/dx grad_theta L(z_i)`` for every pair, ``(m, n, n_input_features)``."""
+        Ud = self._unflat(self.asarray(U), batch=True)
+
+        def directional(x, y, u):
+            return jvp(lambda p: self._loss_one(p, x, y), (self._params,), (u,))[1]
+
+        per_u = vmap(grad(directional), in_dims=(None, None, 0))  # over test directions
+        per_xu = vmap(per_u, in_dims=(0, 0, None))  # over training samples
+        with _eval_mode(self.module):
+            res = per_xu(data.X, data.y, Ud)  # (n, m, *x_shape)
+        n, m = res.shape[:2]
+        return res.reshape(n, m, -1).transpose(0, 1).double().cpu().numpy()
