@@ -16,7 +16,7 @@ from sklearn.utils import Bunch, get_tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skinfluence import compute
-from skinfluence.models import check_supported, make_adapter
+from skinfluence.models import SUPPORTED_LINEAR, check_supported, make_adapter
 from skinfluence.solvers import SOLVERS, make_solver
 
 #: ``||grad R|| / RMS ||g_i||`` above which fit warns that theta_hat is no optimum.
@@ -216,11 +216,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return float(get_config()["working_memory"])
 
     def _validate_X(self, X, y=None, reset=False):
-        """Feature-count / name checks; full numeric checks unless a Pipeline transforms X."""
+        """Feature-count / name checks; full numeric checks for a bare linear model."""
         model = self.estimator_ if hasattr(self, "estimator_") else self.estimator
         if isinstance(model, FrozenEstimator):
             model = model.estimator
-        if isinstance(model, Pipeline):
+        if not isinstance(model, SUPPORTED_LINEAR):
+            # a Pipeline's steps or the net check the data they consume
             validate_data(self, X, reset=reset, skip_check_array=True)
         else:
             validate_data(
@@ -575,6 +576,45 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         from skinfluence.mislabel import rank_suspects
 
         return rank_suspects(self.mislabel_scores(method), k=k, fraction=fraction)
+
+    def validate(self, X, y, *, n_points=10, refit_steps=100, random_state=None):
+        """Check the estimates against real retraining on your own model and data.
+
+        For each test sample, its ``n_points`` most influential training points
+        (largest ``|I_up,loss|``) are removed one at a time and the model is
+        retrained: a LogisticRegression / Ridge is refitted exactly (tight
+        tolerance, earlier Pipeline steps fixed); a skorch net is retrained from
+        its fitted parameters with full-batch L-BFGS for ``refit_steps``
+        iterations (Basu et al.'s protocol). Each retraining keeps the other
+        points' weights and the L2 term, which is the objective the influence
+        function differentiates. Cost: ``n_test * n_points`` retrainings at most.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            A few test samples.
+        y : array-like of shape (n_test,)
+            Their labels or targets.
+        n_points : int, default=10
+            Training points removed per test sample.
+        refit_steps : int, default=100
+            L-BFGS iterations per retraining (torch nets only).
+        random_state : None
+            Unused; retraining is deterministic. Kept for API symmetry.
+
+        Returns
+        -------
+        result : Bunch
+            ``train_indices``, ``predicted`` (``-removal_weights_[i] * I``) and
+            ``actual`` loss changes, each ``(n_test, n_points)``, plus ``pearson``
+            and ``spearman`` correlations over all pairs.
+        """
+        from skinfluence.validation import validate
+
+        data = self._prepare(X, y)
+        influence = compute.influence_matrix(self._adapter, self._solver, data, **self._budget())
+        opts = {"refit_steps": refit_steps} if self._adapter.family_name == "torch" else {}
+        return validate(self, data, influence, n_points=n_points, **opts)
 
     def score(self, X, y, sample_weight=None):
         """The wrapped model's own ``score`` (accuracy or R^2), unchanged.

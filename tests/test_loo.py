@@ -131,3 +131,15 @@ def test_every_l2_solver_reaches_the_objective_we_differentiate(
         rtol=1e-3,
         atol=1e-6,
     )
+
+
+def test_validate_reports_agreement_with_refits(multiclass_data):
+    X, y = multiclass_data
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, **TIGHT))
+    ex = InfluenceExplainer(pipe).fit(X[:350], y[:350])
+    res = ex.validate(X[350:353], y[350:353], n_points=8)
+    assert res.predicted.shape == res.actual.shape == res.train_indices.shape == (3, 8)
+    I = ex.influence(X[350:353], y[350:353])
+    np.testing.assert_array_equal(
+        res.train_indices, np.argsort(-np.abs(I), axis=1)[:, :8])
+    assert res.pearson > 0.99 and res.spearman > 0.95

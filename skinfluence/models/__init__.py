@@ -77,4 +77,11 @@ def make_adapter(
     )
 
 
-__all__ = ["LinearAdapter", "ModelAdapter", "check_supported", "final_step", "make_adapter"]
+__all__ = [
+    "SUPPORTED_LINEAR",
+    "LinearAdapter",
+    "ModelAdapter",
+    "check_supported",
+    "final_step",
+    "make_adapter",
+]

@@ -19,6 +19,7 @@ sparse CSR features stay sparse.
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_expit, logsumexp, softmax
+from sklearn.base import clone
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.utils import check_array
 from sklearn.utils.class_weight import compute_class_weight
@@ -268,10 +269,12 @@ class LinearAdapter(ModelAdapter):
             return top
         return np.vstack([top, self.c * Z.sum(axis=0, keepdims=True)])
 
-    def _eta(self, X):
-        eta = np.asarray(X @ self.coef.T)
+    def _eta(self, X, coef=None, intercept=None):
+        coef = self.coef if coef is None else coef
+        intercept = self.intercept if intercept is None else intercept
+        eta = np.asarray(X @ coef.T)
         if self.c != 0:
-            eta = eta + self.intercept
+            eta = eta + intercept
         return eta
 
     def _residual(self, data, eta=None):
@@ -299,8 +302,8 @@ class LinearAdapter(ModelAdapter):
         return w[:, :, None] * Z
 
     # -- interface -------------------------------------------------------------
-    def per_sample_losses(self, data):
-        eta = self._eta(data.X)
+    def per_sample_losses(self, data, eta=None):
+        eta = self._eta(data.X) if eta is None else eta
         if self.family == "binary":
             e = eta[:, 0]
             return -np.where(data.y == 1, log_expit(e), log_expit(-e))
@@ -433,3 +436,24 @@ class LinearAdapter(ModelAdapter):
         term1 = np.einsum("ntk,kd->tnd", CA, self.coef)
         term2 = np.einsum("nk,tkd->tnd", r, Ur[:, :, :d])
         return term1 + term2
+
+    def retrained_losses(self, test_data, weights, *, tol=1e-10, max_iter=10_000):
+        """Test losses of the last step refitted with training weights ``weights * s``.
+
+        ``weights`` multiplies each point's objective weight (0 removes it); the
+        regulariser is unchanged, as in a real refit of the model (sum-form
+        objective ``C sum_i s_i L_i + |w|^2 / 2``). Earlier Pipeline steps stay fixed.
+        """
+        model = clone(self.model)
+        extra = {"class_weight": None} if "class_weight" in model.get_params() else {}
+        if "tol" in model.get_params():
+            extra.update(tol=tol, max_iter=max_iter)
+        model.set_params(**extra)
+        keep = weights > 0
+        y = self._train.y if self.family == "squared" else self.classes_[self._train.y]
+        if self.family == "squared" and self.n_outputs == 1:
+            y = y.ravel()
+        model.fit(self._train.X[keep], y[keep], sample_weight=(self._s * weights)[keep])
+        coef = np.atleast_2d(np.asarray(model.coef_, dtype=np.float64))
+        intercept = np.atleast_1d(np.asarray(model.intercept_, dtype=np.float64))
+        return self.per_sample_losses(test_data, eta=self._eta(test_data.X, coef, intercept))

@@ -418,7 +418,9 @@ class TorchAdapter(ModelAdapter):
 
         def one(v):
             out, jv = jvp(out_fn, (self._params,), (v,))
-            h = vmap(lambda o, y, t: jvp(grad(loss_out), (o,), (t,))[1])(out, blk.y, jv)
+            h = vmap(lambda o, y, t: jvp(grad(lambda o_: loss_out(o_, y)), (o,), (t,))[1])(
+                out, blk.y, jv
+            )
             h = h * w.reshape(-1, *([1] * (h.dim() - 1)))
             _, pull = vjp(out_fn, self._params)
             return pull(h)[0]
@@ -475,3 +477,39 @@ class TorchAdapter(ModelAdapter):
             res = per_xu(data.X, data.y, Ud)  # (n, m, *x_shape)
         n, m = res.shape[:2]
         return res.reshape(n, m, -1).transpose(0, 1).double().cpu().numpy()
+
+    def retrained_losses(self, test_data, weights, *, refit_steps=100):
+        """Test losses after retraining from theta_hat with training weights ``weights * s``.
+
+        Full-batch L-BFGS (strong Wolfe line search) for ``refit_steps`` iterations
+        on the training objective with each point's weight multiplied by
+        ``weights`` (0 removes it), the L2 term unchanged: Basu et al.'s
+        "retrain from the optimum" protocol. Only the selected parameters move.
+        """
+        w = self._w * torch.as_tensor(weights, dtype=self.dtype, device=self.device)
+        flat = self._flat(self._params).clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [flat],
+            lr=1.0,
+            max_iter=int(refit_steps),
+            tolerance_grad=1e-12,
+            tolerance_change=1e-14,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure():
+            opt.zero_grad()
+            p = self._unflat(flat)
+            total = 0.5 * (self._lam_t * flat * flat).sum()
+            for blk, idx in self._blocks(self._train, self._row_bytes(2)):
+                total = total + (self._losses(p, blk) * w[idx]).sum()
+            total.backward()
+            return total
+
+        with _eval_mode(self.module):
+            opt.step(closure)
+            with torch.no_grad():
+                p = self._unflat(flat.detach())
+                out = [self._losses(p, blk) for blk, _ in self._blocks(test_data, 1)]
+        return torch.cat(out).double().cpu().numpy()

@@ -1,0 +1,342 @@
+"""The torch/skorch path: agreement with the closed form, solvers, derivatives, errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+skorch = pytest.importorskip("skorch")
+
+from sklearn.datasets import load_iris, make_classification  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.frozen import FrozenEstimator  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier  # noqa: E402
+
+from skinfluence import InfluenceExplainer, SingularHessianError  # noqa: E402
+
+torch.set_num_threads(1)  # tiny models: threads only add contention on small CI machines
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, n_in=4, hidden=8, n_out=3, dtype=torch.float64):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(n_in, hidden, dtype=dtype)
+        self.fc2 = torch.nn.Linear(hidden, n_out, dtype=dtype)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+class Lin(torch.nn.Module):
+    def __init__(self, n_in, n_out, bias=True):
+        super().__init__()
+        self.lin = torch.nn.Linear(n_in, n_out, bias=bias, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def train_full_batch(net, X, y, steps=1500):
+    """Full-batch training with the net's own optimizer and loss (fast, deterministic)."""
+    net.initialize()
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    for _ in range(steps):
+        net.optimizer_.zero_grad()
+        net.get_loss(net.module_(Xt), yt).backward()
+        net.optimizer_.step()
+    return net
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="module")
+def mlp_net(iris):
+    X, y = iris
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        MLP,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        optimizer__weight_decay=1e-2,
+        lr=0.02,
+        train_split=None,
+        verbose=0,
+    )
+    return train_full_batch(net, X, y, steps=3000)
+
+
+@pytest.fixture(scope="module")
+def mlp_direct(mlp_net, iris):
+    X, y = iris
+    return InfluenceExplainer(FrozenEstimator(mlp_net)).fit(X, y)
+
+
+def test_linear_net_equals_closed_form_multinomial():
+    X, y = make_classification(200, 5, n_informative=4, n_redundant=0, n_classes=3, random_state=0)
+    C = 0.5
+    lr = LogisticRegression(C=C, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(X, y)
+    net = NeuralNetClassifier(
+        Lin,
+        module__n_in=5,
+        module__n_out=3,
+        module__bias=False,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer__weight_decay=1 / (C * len(y)),
+        train_split=None,
+        verbose=0,
+    ).initialize()
+    net.classes = [0, 1, 2]
+    with torch.no_grad():
+        net.module_.lin.weight.copy_(torch.as_tensor(lr.coef_))
+    ex_t = InfluenceExplainer(FrozenEstimator(net)).fit(X, y)
+    ex_l = InfluenceExplainer(FrozenEstimator(lr)).fit(X, y)
+    assert ex_t.stationarity_ < 1e-6
+    np.testing.assert_allclose(
+        ex_t.influence(X[:6], y[:6]), ex_l.influence(X[:6], y[:6]), rtol=1e-6
+    )
+    np.testing.assert_allclose(ex_t.self_influence(), ex_l.self_influence(), rtol=1e-6)
+    np.testing.assert_allclose(
+        ex_t.influence_params([0, 9]), ex_l.influence_params([0, 9]), rtol=1e-6, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        ex_t.perturbation_influence(X[:2], y[:2], train_indices=[3, 4]),
+        ex_l.perturbation_influence(X[:2], y[:2], train_indices=[3, 4]),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(ex_t.loss(), ex_l.loss(), rtol=1e-10)
+
+
+def test_binary_net_with_unpenalised_bias_equals_logistic_regression():
+    X, y = make_classification(200, 4, n_informative=3, n_redundant=0, random_state=1)
+    C = 1.0
+    lr = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y)
+    net = NeuralNetBinaryClassifier(
+        Lin,
+        module__n_in=4,
+        module__n_out=1,
+        optimizer__weight_decay=1 / (C * len(y)),
+        optimizer__param_groups=[("lin.bias", {"weight_decay": 0.0})],
+        train_split=None,
+        verbose=0,
+    ).initialize()
+    with torch.no_grad():
+        net.module_.lin.weight.copy_(torch.as_tensor(lr.coef_))
+        net.module_.lin.bias.copy_(torch.as_tensor(lr.intercept_))
+    yf = y.astype(np.float64)
+    ex_t = InfluenceExplainer(FrozenEstimator(net)).fit(X, yf)
+    ex_l = InfluenceExplainer(FrozenEstimator(lr)).fit(X, y)
+    np.testing.assert_allclose(
+        ex_t.influence(X[:5], yf[:5]), ex_l.influence(X[:5], y[:5]), rtol=1e-6
+    )
+    # Gauss-Newton equals the exact Hessian for a linear model with a convex loss
+    ex_gn = InfluenceExplainer(FrozenEstimator(net), hessian="gauss-newton").fit(X, yf)
+    np.testing.assert_allclose(
+        ex_gn._adapter.hessian(), ex_t._adapter.hessian(), rtol=1e-10, atol=1e-14
+    )
+
+
+def _plain_objective(net, X, y, wd):
+    """The training objective written with plain torch, independently of the adapter."""
+    module = net.module_
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    names = [n for n, _ in module.named_parameters()]
+
+    def R(flat):
+        params, start = {}, 0
+        for n, p in module.named_parameters():
+            params[n] = flat[start : start + p.numel()].reshape(p.shape)
+            start += p.numel()
+        out = torch.func.functional_call(module, params, (Xt,))
+        loss = torch.nn.functional.cross_entropy(out, yt)
+        return loss + 0.5 * wd * (flat**2).sum()
+
+    theta = torch.cat([p.detach().reshape(-1) for _, p in module.named_parameters()])
+    return R, theta, names
+
+
+def test_hessian_and_hvp_against_autograd_and_finite_differences(mlp_net, iris, mlp_direct):
+    X, y = iris
+    R, theta, _ = _plain_objective(mlp_net, X, y, wd=1e-2)
+    H_ref = torch.autograd.functional.hessian(R, theta).numpy()
+    ad = mlp_direct._adapter
+    np.testing.assert_allclose(ad.hessian(), H_ref, rtol=1e-8, atol=1e-10)
+    v = np.random.default_rng(0).normal(size=ad.n_params)
+    eps = 1e-5
+    g = lambda t: torch.func.grad(R)(t).numpy()  # noqa: E731
+    fd = (g(theta + eps * torch.as_tensor(v)) - g(theta - eps * torch.as_tensor(v))) / (2 * eps)
+    np.testing.assert_allclose(ad.hvp(v), fd, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ad.objective_gradient(), g(theta), rtol=1e-8, atol=1e-12)
+
+
+def test_per_sample_gradients_against_a_loop_of_backward_passes(mlp_net, iris, mlp_direct):
+    X, y = iris
+    G = mlp_direct._adapter.per_sample_gradients(mlp_direct._adapter.train_data)
+    module = mlp_net.module_
+    for i in (0, 77, 149):
+        module.zero_grad()
+        out = module(torch.as_tensor(X[i : i + 1]))
+        torch.nn.functional.cross_entropy(out, torch.as_tensor(y[i : i + 1])).backward()
+        ref = torch.cat([p.grad.reshape(-1) for p in module.parameters()]).numpy()
+        np.testing.assert_allclose(G[i], ref, rtol=1e-10, atol=1e-14)
+
+
+def test_iterative_solvers_agree_with_direct(mlp_net, iris, mlp_direct):
+    X, y = iris
+    I = mlp_direct.influence(X[:10], y[:10])
+    settings = {
+        "cg": ({}, 0.999),
+        "lissa": ({"depth": 2000, "repeats": 2, "batch_size": 50}, 0.98),
+        "lowrank": ({"rank": 40}, 0.95),
+    }
+    for name, (params, bar) in settings.items():
+        ex = InfluenceExplainer(
+            FrozenEstimator(mlp_net), solver=name, solver_params=params, random_state=0
+        ).fit(X, y)
+        r = np.corrcoef(ex.influence(X[:10], y[:10]).ravel(), I.ravel())[0, 1]
+        assert r >= bar, (name, r)
+    assert mlp_direct.solver_ == "direct"
+
+
+def test_float32_model_tracks_float64(iris):
+    X, y = iris
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        MLP,
+        module__dtype=torch.float32,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        optimizer__weight_decay=1e-2,
+        lr=0.02,
+        train_split=None,
+        verbose=0,
+    )
+    X32 = X.astype(np.float32)
+    train_full_batch(net, X32, y, steps=1500)
+    ex32 = InfluenceExplainer(FrozenEstimator(net)).fit(X32, y)
+    ex64 = InfluenceExplainer(FrozenEstimator(net), dtype="float64").fit(X32, y)
+    assert ex32._adapter.dtype == torch.float32 and ex64._adapter.dtype == torch.float64
+    np.testing.assert_allclose(ex32.self_influence(), ex64.self_influence(), rtol=1e-2)
+
+
+def test_frozen_layers_and_params_option_restrict_influence(mlp_net, iris):
+    X, y = iris
+    ex = InfluenceExplainer(FrozenEstimator(mlp_net), params="fc2").fit(X, y)
+    assert ex.n_params_ == 8 * 3 + 3
+    # the same as the Hessian block and gradients of the last layer alone
+    full = InfluenceExplainer(FrozenEstimator(mlp_net)).fit(X, y)._adapter
+    H = full.hessian()
+    last = slice(full.n_params - 27, full.n_params)
+    G = full.per_sample_gradients(full.train_data)[:, last]
+    np.testing.assert_allclose(
+        ex.self_influence(),
+        np.einsum("ij,ji->i", G, np.linalg.solve(H[last, last], G.T)),
+        rtol=1e-8,
+    )
+
+
+def test_leave_one_out_retraining_from_optimum(mlp_net, iris, mlp_direct):
+    # Basu et al.'s protocol: retrain from theta_hat without the point, full batch.
+    X, y = iris
+    res = mlp_direct.validate(X[:3], y[:3], n_points=6, refit_steps=2000, random_state=0)
+    assert res.pearson > 0.9, res
+    assert res.spearman > 0.8, res
+
+
+def test_nets_trained_by_the_explainer_and_a_4d_input():
+    class Conv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3)
+            self.fc = torch.nn.Linear(2 * 4 * 4, 2)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 1, 6, 6)).astype(np.float32)
+    y = (X[:, 0, 2:4, 2:4].mean(axis=(1, 2)) > 0).astype(np.int64)
+    net = NeuralNetClassifier(
+        Conv,
+        criterion=torch.nn.CrossEntropyLoss,
+        max_epochs=3,
+        optimizer__weight_decay=1e-2,
+        train_split=None,
+        verbose=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # SGD for 3 epochs is no optimum
+        ex = InfluenceExplainer(net, damping=0.01, solver="cg", hessian="gauss-newton").fit(X, y)
+    assert not hasattr(net, "module_")  # the user's net is never fitted
+    I = ex.influence(X[:3], y[:3])
+    assert I.shape == (3, 40) and np.all(np.isfinite(I))
+    pert = ex.perturbation_influence(X[:1], y[:1], train_indices=[0])
+    assert pert.shape == (1, 1, 36)
+
+
+def test_errors_and_warnings(mlp_net, iris):
+    X, y = iris
+    with pytest.raises(NotFittedError):
+        InfluenceExplainer(FrozenEstimator(NeuralNetClassifier(MLP))).fit(X, y)
+    frozen_net = NeuralNetClassifier(
+        MLP, criterion=torch.nn.CrossEntropyLoss, train_split=None
+    ).initialize()
+    for p in frozen_net.module_.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no parameter with requires_grad"):
+        InfluenceExplainer(FrozenEstimator(frozen_net)).fit(X, y)
+    with pytest.raises(ValueError, match="matches no trainable parameter"):
+        InfluenceExplainer(FrozenEstimator(mlp_net), params="fc9").fit(X, y)
+    Xn = X.copy()
+    Xn[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        InfluenceExplainer(FrozenEstimator(mlp_net)).fit(Xn, y)
+    with pytest.raises(SingularHessianError, match="LiSSA diverged"):
+        InfluenceExplainer(
+            FrozenEstimator(mlp_net),
+            solver="lissa",
+            random_state=0,
+            solver_params={"scale": 1e-3, "depth": 200},
+        ).fit(X, y).influence(X[:2], y[:2])
+    ex = InfluenceExplainer(
+        FrozenEstimator(mlp_net), solver="cg", solver_params={"max_iter": 2, "tol": 1e-12}
+    ).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="worst relative residual"):
+        ex.influence(X[:2], y[:2])
+    with pytest.raises(ValueError, match="only apply to torch nets"):
+        InfluenceExplainer(LogisticRegression(), hessian="gauss-newton").fit(X, y)
+
+
+def test_split_adamw_and_non_decomposable_loss(iris):
+    X, y = iris
+    with pytest.warns(UserWarning, match="train_split"):
+        net = NeuralNetClassifier(
+            MLP, criterion=torch.nn.CrossEntropyLoss, optimizer__weight_decay=1e-2, verbose=0
+        ).initialize()
+        InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X, y)
+    with pytest.warns(UserWarning, match="AdamW"):
+        net = NeuralNetClassifier(
+            MLP,
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=torch.optim.AdamW,
+            train_split=None,
+            verbose=0,
+        ).initialize()
+        InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X, y)
+
+    class MaxLossNet(NeuralNet):
+        def get_loss(self, y_pred, y_true, *args, **kwargs):
+            per = torch.nn.functional.cross_entropy(y_pred, y_true, reduction="none")
+            return per.max()
+
+    net = MaxLossNet(
+        MLP, criterion=torch.nn.CrossEntropyLoss, train_split=None, verbose=0
+    ).initialize()
+    with pytest.raises(ValueError, match="not per-sample decomposable"):
+        InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X, y)
