@@ -340,3 +340,44 @@ def test_split_adamw_and_non_decomposable_loss(iris):
     ).initialize()
     with pytest.raises(ValueError, match="not per-sample decomposable"):
         InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X, y)
+
+
+def test_clone_and_pickle_round_trip(mlp_net, iris, mlp_direct):
+    import pickle
+
+    from sklearn.base import clone
+
+    X, y = iris
+    restored = pickle.loads(pickle.dumps(mlp_direct))
+    np.testing.assert_array_equal(
+        restored.influence(X[:3], y[:3]), mlp_direct.influence(X[:3], y[:3])
+    )
+    cloned = clone(mlp_direct)
+    assert not hasattr(cloned, "estimator_")
+    assert cloned.get_params()["estimator"] is mlp_direct.estimator  # frozen: kept as is
+
+
+def test_lowrank_self_influence_uses_the_top_eigenspace(mlp_net, iris, mlp_direct):
+    X, y = iris
+    P = mlp_direct.n_params_
+    full = InfluenceExplainer(
+        FrozenEstimator(mlp_net), solver="lowrank", solver_params={"rank": P - 1}, random_state=0
+    ).fit(X, y)
+    # rank P-1 drops only the flattest direction: nearly the exact self-influence
+    r = np.corrcoef(full.self_influence(), mlp_direct.self_influence())[0, 1]
+    assert r > 0.99
+
+
+def test_negative_curvature_is_an_error_that_suggests_a_damping(iris):
+    X, y = iris
+    torch.manual_seed(3)
+    net = NeuralNetClassifier(
+        MLP, module__hidden=16, criterion=torch.nn.CrossEntropyLoss, train_split=None, verbose=0
+    ).initialize()  # far from an optimum
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(SingularHessianError, match=r"smallest eigenvalue -.*damping=") as e:
+            InfluenceExplainer(FrozenEstimator(net)).fit(X, y)
+        advised = float(str(e.value).split("damping=")[-1].split(")")[0])
+        ex = InfluenceExplainer(FrozenEstimator(net), damping=advised).fit(X, y)
+    assert ex._solver.min_eigenvalue_ > 0

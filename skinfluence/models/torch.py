@@ -357,17 +357,27 @@ class TorchAdapter(ModelAdapter):
                 out.append(self._losses(self._params, blk))
         return torch.cat(out).double().cpu().numpy()
 
+    def _grad_dict(self, blk):
+        return vmap(grad(self._loss_one), in_dims=(None, 0, 0))(self._params, blk.X, blk.y)
+
     def _grads(self, blk):
-        g = vmap(grad(self._loss_one), in_dims=(None, 0, 0))(self._params, blk.X, blk.y)
-        return self._flat(g, batch=True)
+        return self._flat(self._grad_dict(blk), batch=True)
 
     def per_sample_gradients(self, data):
         with _eval_mode(self.module):
             return self._grads(data).double().cpu().numpy()
 
     def gradients_dot(self, data, M, out=None):
+        # parameter by parameter: the (n, n_params) gradient matrix is never
+        # concatenated, which would copy it once more
         with _eval_mode(self.module):
-            res = (self._grads(data) @ M).double().cpu().numpy()
+            g = self._grad_dict(data)
+            res, start = None, 0
+            for name, size in zip(self.param_names, self._numels, strict=True):
+                part = g[name].reshape(g[name].shape[0], -1) @ M[start : start + size]
+                res = part if res is None else res + part
+                start += size
+            res = res.double().cpu().numpy()
         if out is None:
             return res
         out[...] = res

@@ -8,8 +8,13 @@ class SingularHessianError(ValueError):
 
 
 def damping_advice(min_eig, max_eig):
-    """A damping that makes ``H + damping * I`` safely positive definite."""
-    return max(-min_eig, 0.0) + 1e-6 * max(abs(max_eig), 1e-12)
+    """A damping that makes ``H + damping * I`` safely positive definite.
+
+    Rounded up at three significant digits, so that the printed value works.
+    """
+    value = max(-min_eig, 0.0) * 1.01 + 1e-6 * max(abs(max_eig), 1e-12)
+    exponent = np.floor(np.log10(value)) - 2
+    return float(np.ceil(value / 10**exponent) * 10**exponent)
 
 
 class HessianSolver:
