@@ -294,7 +294,12 @@ class TorchAdapter(ModelAdapter):
         return self._loss_from_out(out, y.unsqueeze(0)).reshape(())
 
     def _losses(self, p, data):
-        return vmap(self._loss_one, in_dims=(None, 0, 0))(p, data.X, data.y)
+        # one batched forward (native kernels), per-sample losses of its rows
+        out = self._forward(p, data.X)
+        return vmap(self._loss_of_row)(out, data.y)
+
+    def _loss_of_row(self, out, y):
+        return self._loss_from_out(out.unsqueeze(0), y.unsqueeze(0)).reshape(())
 
     def _check_decomposable(self):
         """ "mean" or "sum": how the net reduces per-sample losses; else raise."""
@@ -423,12 +428,9 @@ class TorchAdapter(ModelAdapter):
         def out_fn(p):
             return self._forward(p, blk.X)
 
-        def loss_out(o, y):
-            return self._loss_from_out(o.unsqueeze(0), y.unsqueeze(0)).reshape(())
-
         def one(v):
             out, jv = jvp(out_fn, (self._params,), (v,))
-            h = vmap(lambda o, y, t: jvp(grad(lambda o_: loss_out(o_, y)), (o,), (t,))[1])(
+            h = vmap(lambda o, y, t: jvp(grad(lambda o_: self._loss_of_row(o_, y)), (o,), (t,))[1])(
                 out, blk.y, jv
             )
             h = h * w.reshape(-1, *([1] * (h.dim() - 1)))
