@@ -140,6 +140,5 @@ def test_validate_reports_agreement_with_refits(multiclass_data):
     res = ex.validate(X[350:353], y[350:353], n_points=8)
     assert res.predicted.shape == res.actual.shape == res.train_indices.shape == (3, 8)
     I = ex.influence(X[350:353], y[350:353])
-    np.testing.assert_array_equal(
-        res.train_indices, np.argsort(-np.abs(I), axis=1)[:, :8])
+    np.testing.assert_array_equal(res.train_indices, np.argsort(-np.abs(I), axis=1)[:, :8])
     assert res.pearson > 0.99 and res.spearman > 0.95
