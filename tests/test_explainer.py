@@ -293,3 +293,15 @@ def test_find_mislabeled_shapes_and_errors(fitted):
         ex.mislabel_scores("magic")
     with pytest.raises(ValueError, match="not both"):
         ex.find_mislabeled(k=3, fraction=0.1)
+
+
+def test_verbose_shows_progress_over_blocks(binary_data, capsys):
+    X, y = binary_data
+    ex = InfluenceExplainer(LogisticRegression(), verbose=1, batch_size=50).fit(X, y)
+    quiet = InfluenceExplainer(LogisticRegression(), batch_size=50).fit(X, y)
+    capsys.readouterr()
+    np.testing.assert_array_equal(ex.influence(X[:2], y[:2]), quiet.influence(X[:2], y[:2]))
+    err = capsys.readouterr().err
+    assert "influence" in err and "/8 " in err  # 400 samples in blocks of 50
+    quiet.self_influence()
+    assert capsys.readouterr().err == ""
