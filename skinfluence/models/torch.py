@@ -110,7 +110,6 @@ class TorchAdapter(ModelAdapter):
         if hessian not in HESSIAN_KINDS:
             raise ValueError(f"hessian must be one of {HESSIAN_KINDS}, got {hessian!r}.")
         self.net = net
-        self.module = net.module_
         self.hessian_kind = hessian
         self.working_memory = working_memory
         self._setup_params(params, dtype, device)
@@ -136,6 +135,11 @@ class TorchAdapter(ModelAdapter):
         if hessian_samples is not None and hessian_samples < n:
             rng = check_random_state(random_state)
             self._hessian_idx = np.sort(rng.choice(n, size=int(hessian_samples), replace=False))
+
+    @property
+    def module(self):
+        """The net's module (a property, so that pickling goes through skorch)."""
+        return self.net.module_
 
     # -- setup -------------------------------------------------------------------
     def _setup_params(self, params, dtype, device):
@@ -525,3 +529,25 @@ class TorchAdapter(ModelAdapter):
                 p = self._unflat(flat.detach())
                 out = [self._losses(p, blk) for blk, _ in self._blocks(test_data, 1)]
         return torch.cat(out).double().cpu().numpy()
+
+    def __getstate__(self):
+        # tensors travel on the CPU, so an explainer fitted on a GPU unpickles anywhere
+        state = self.__dict__.copy()
+        for key in ("_params", "_consts"):
+            state[key] = {n: t.cpu() for n, t in state[key].items()}
+        for key in ("_w", "_lam_t"):
+            state[key] = state[key].cpu()
+        state["_train"] = _Block(self._train.X.cpu(), self._train.y.cpu())
+        state["device"] = str(self.device)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        device = torch.device(state["device"])
+        if device.type == "cuda" and not torch.cuda.is_available():
+            device = torch.device("cpu")
+        self.device = device
+        for key in ("_params", "_consts"):
+            setattr(self, key, {n: t.to(device) for n, t in getattr(self, key).items()})
+        self._w, self._lam_t = self._w.to(device), self._lam_t.to(device)
+        self._train = _Block(self._train.X.to(device), self._train.y.to(device))
