@@ -195,11 +195,15 @@ def bench(kind, args):
         ).fit(X_train, y_train)
     row["lowrank_fit_s"] = time.perf_counter() - t0
     row["self_influence_lowrank_s"] = timed(ex_lr.self_influence, device)
+    row["influence_lowrank_s"] = timed(lambda: ex_lr.influence(X_test, y_test), device)
 
     k = min(args.naive_points, n)
     per_test = naive_influence_time(net, X_train, y_train, X_test, y_test, k, device)
     row["naive_influence_s_extrapolated"] = per_test * (n / k) * args.n_test
     row["speedup_vs_naive"] = row["naive_influence_s_extrapolated"] / row["influence_cg_s"]
+    row["speedup_lowrank_vs_naive"] = (
+        row["naive_influence_s_extrapolated"] / row["influence_lowrank_s"]
+    )
     row["ratio_grads_to_floor"] = row["per_sample_grads_s"] / row["floor_fwd_bwd_s"]
     row["ratio_hvp_to_grad"] = row["hvp_s"] / row["grad_s"]
     if torch.device(device).type == "cuda":
@@ -273,7 +277,8 @@ def main(argv=None):
         print(" ".join(fmt.format(r[c]) for c, fmt in cols), flush=True)
         print(
             f"      cg: {r['cg_iterations']} iterations, worst residual "
-            f"{r['cg_residual']:.2g}; lowrank fit {r['lowrank_fit_s']:.2f} s"
+            f"{r['cg_residual']:.2g}; lowrank: fit {r['lowrank_fit_s']:.2f} s, influence "
+            f"{r['influence_lowrank_s']:.2f} s ({r['speedup_lowrank_vs_naive']:.0f}x naive)"
             + (f"; peak GPU {r['peak_gpu_mib']:.0f} MiB" if "peak_gpu_mib" in r else "")
         )
     if args.json:
