@@ -110,7 +110,7 @@ def top_k_influence(adapter, solver, test_data, k, *, working_memory, batch_size
     ``(n_test, k)``: helpful sorted from most negative up, harmful from most
     positive down. The full matrix is never held.
     """
-    lo_val = lo_idx = hi_val = hi_idx = None
+    lo, hi = _RunningTopK(k, largest=False), _RunningTopK(k, largest=True)
     for idx, block in iter_influence_blocks(
         adapter,
         solver,
@@ -119,30 +119,55 @@ def top_k_influence(adapter, solver, test_data, k, *, working_memory, batch_size
         batch_size=batch_size,
         verbose=verbose,
     ):
-        cols = np.arange(idx.start, idx.stop)
-        lo_val, lo_idx = _merge_smallest(lo_val, lo_idx, block, cols, k)
-        hi_val, hi_idx = _merge_smallest(hi_val, hi_idx, -block, cols, k)
-    return lo_idx, lo_val, hi_idx, -hi_val
+        lo.update(block, idx.start)
+        hi.update(block, idx.start)
+    return lo.idx, lo.val, hi.idx, hi.val
 
 
-def _merge_smallest(best_val, best_idx, block, cols, k):
-    n_test = block.shape[0]
-    cand_idx = np.broadcast_to(cols, block.shape)
-    if best_val is not None:
-        block = np.hstack([best_val, block])
-        cand_idx = np.hstack([best_idx, cand_idx])
-    kk = min(k, block.shape[1])
-    part = (
-        np.argpartition(block, kk - 1, axis=1)[:, :kk]
-        if kk < block.shape[1]
-        else np.broadcast_to(np.arange(block.shape[1]), (n_test, block.shape[1]))
-    )
-    vals = np.take_along_axis(block, part, axis=1)
-    order = np.argsort(vals, axis=1, kind="stable")
-    return (
-        np.take_along_axis(vals, order, axis=1),
-        np.take_along_axis(np.take_along_axis(cand_idx, part, axis=1), order, axis=1),
-    )
+class _RunningTopK:
+    """The ``k`` smallest (or largest) values of each row over streamed column blocks.
+
+    Once ``k`` values per row are held, a block costs one comparison against each
+    row's current ``k``-th value; only the few entries that beat it are merged.
+    """
+
+    def __init__(self, k, largest):
+        self.k = k
+        self.sign = -1.0 if largest else 1.0
+        self.val = self.idx = None  # sorted best-first
+
+    def update(self, block, col0):
+        if self.val is None or self.val.shape[1] < self.k:
+            self._dense_merge(block, col0)
+            return
+        thr = self.val[:, -1]
+        hit = block > thr[:, None] if self.sign < 0 else block < thr[:, None]
+        rows, cols = np.nonzero(hit)
+        if rows.size == 0:
+            return
+        n, k = self.val.shape
+        all_rows = np.concatenate([np.repeat(np.arange(n), k), rows])
+        all_val = np.concatenate([self.val.ravel(), block[rows, cols]])
+        all_idx = np.concatenate([self.idx.ravel(), cols + col0])
+        order = np.lexsort((self.sign * all_val, all_rows))
+        first = np.searchsorted(all_rows[order], np.arange(n))
+        rank = np.arange(order.size) - np.repeat(first, np.bincount(all_rows, minlength=n))
+        keep = order[rank < k]
+        self.val = all_val[keep].reshape(n, k)
+        self.idx = all_idx[keep].reshape(n, k)
+
+    def _dense_merge(self, block, col0):
+        signed = self.sign * block
+        cand = np.broadcast_to(np.arange(col0, col0 + block.shape[1]), block.shape)
+        if self.val is not None:
+            signed = np.hstack([self.sign * self.val, signed])
+            cand = np.hstack([self.idx, cand])
+        kk = min(self.k, signed.shape[1])
+        part = np.argpartition(signed, kk - 1, axis=1)[:, :kk]
+        vals = np.take_along_axis(signed, part, axis=1)
+        order = np.argsort(vals, axis=1, kind="stable")
+        self.val = self.sign * np.take_along_axis(vals, order, axis=1)
+        self.idx = np.take_along_axis(np.take_along_axis(cand, part, axis=1), order, axis=1)
 
 
 def gradient_norms(adapter, data, *, working_memory, batch_size=None, verbose=0):
