@@ -135,19 +135,30 @@ class _RunningTopK:
         self.k = k
         self.sign = -1.0 if largest else 1.0
         self.val = self.idx = None  # sorted best-first
+        self._hit = None
 
     def update(self, block, col0):
         if self.val is None or self.val.shape[1] < self.k:
-            self._dense_merge(block, col0)
-            return
+            # seed densely on enough columns that the k-th value is a tight threshold
+            need = max(self.k - (0 if self.val is None else self.val.shape[1]), 64 * self.k)
+            self._dense_merge(block[:, :need], col0)
+            if block.shape[1] <= need:
+                return
+            block, col0 = block[:, need:], col0 + need
         thr = self.val[:, -1]
-        hit = block > thr[:, None] if self.sign < 0 else block < thr[:, None]
-        rows, cols = np.nonzero(hit)
-        if rows.size == 0:
+        # Blocks arrive as transposes of C-ordered (b, n_rows) arrays: compare and
+        # search in that layout, where flatnonzero is an order of magnitude faster.
+        bt = block.T
+        if self._hit is None or self._hit.shape != bt.shape:
+            self._hit = np.empty(bt.shape, dtype=bool)
+        (np.greater if self.sign < 0 else np.less)(bt, thr[None, :], out=self._hit)
+        flat = np.flatnonzero(self._hit)
+        if flat.size == 0:
             return
+        cols, rows = np.divmod(flat, bt.shape[1])
         n, k = self.val.shape
         all_rows = np.concatenate([np.repeat(np.arange(n), k), rows])
-        all_val = np.concatenate([self.val.ravel(), block[rows, cols]])
+        all_val = np.concatenate([self.val.ravel(), bt[cols, rows]])
         all_idx = np.concatenate([self.idx.ravel(), cols + col0])
         order = np.lexsort((self.sign * all_val, all_rows))
         first = np.searchsorted(all_rows[order], np.arange(n))
