@@ -381,3 +381,12 @@ def test_negative_curvature_is_an_error_that_suggests_a_damping(iris):
         advised = float(str(e.value).split("damping=")[-1].split(")")[0])
         ex = InfluenceExplainer(FrozenEstimator(net), damping=advised).fit(X, y)
     assert ex._solver.min_eigenvalue_ > 0
+
+
+def test_double_backward_fallback_matches_forward_over_reverse(mlp_direct):
+    ad = mlp_direct._adapter
+    V = np.random.default_rng(1).normal(size=(ad.n_params, 3))
+    Vd = ad._unflat(ad.asarray(V.T), batch=True)
+    f = ad._block_objective(ad.train_data, ad._w)
+    fallback = ad._flat(ad._hvp_double_backward(f, Vd), batch=True).numpy().T
+    np.testing.assert_allclose(fallback + ad.lam[:, None] * V, ad.hvp(V), rtol=1e-10, atol=1e-12)
