@@ -43,10 +43,10 @@ def solved_test_gradients(adapter, solver, test_data):
     return np.ascontiguousarray(solver.solve(G.T).T)
 
 
-def _streamed_rows(adapter, n_test, working_memory, batch_size):
-    return row_blocks(
-        adapter.n_train, _BYTES * (adapter.n_params + n_test), working_memory, batch_size
-    )
+def _streamed_rows(adapter, n_test, working_memory, batch_size, output_blocks=0):
+    """Row blocks whose gradients plus ``output_blocks`` result blocks fit the budget."""
+    per_row = _BYTES * (adapter.n_params + output_blocks * n_test)
+    return row_blocks(adapter.n_train, per_row, working_memory, batch_size)
 
 
 def iter_influence_blocks(
@@ -61,7 +61,8 @@ def iter_influence_blocks(
     A = solved_test_gradients(adapter, solver, test_data)
     M = adapter.asarray(np.ascontiguousarray(-A.T))
     train = adapter.train_data
-    blocks = _streamed_rows(adapter, A.shape[0], working_memory, batch_size)
+    # a consumer holds one yielded block while the next is made: two alive at once
+    blocks = _streamed_rows(adapter, A.shape[0], working_memory, batch_size, output_blocks=2)
     for idx in _progress(blocks, len(blocks), "influence", verbose):
         yield idx, adapter.gradients_dot(adapter.take(train, idx), M).T
 
@@ -74,7 +75,7 @@ def influence_matrix(adapter, solver, test_data, *, working_memory, batch_size=N
     # returned as its (Fortran-ordered) transpose: no copy of the output.
     out_t = np.empty((adapter.n_train, A.shape[0]))
     train = adapter.train_data
-    blocks = _streamed_rows(adapter, A.shape[0], working_memory, batch_size)
+    blocks = _streamed_rows(adapter, A.shape[0], working_memory, batch_size, output_blocks=1)
     for idx in _progress(blocks, len(blocks), "influence", verbose):
         adapter.gradients_dot(adapter.take(train, idx), M, out=out_t[idx])
     return out_t.T
