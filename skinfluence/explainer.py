@@ -96,7 +96,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         Number of training samples.
     n_params_ : int
         Number of parameters influence is taken over (see Notes for the layout).
-    removal_weights_ : ndarray of shape (n_train_,)
+    removal_weights_ : ndarray of shape (n_train,)
         ``s_i / S``, each point's share of the training objective (``1/n_train_``
         without sample weights). Removing point ``i`` changes a test loss by about
         ``-removal_weights_[i] * influence[:, i]``.
@@ -547,7 +547,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
         Returns
         -------
-        scores : ndarray of shape (n_train_,)
+        scores : ndarray of shape (n_train,)
             Suspicion scores (higher = worse).
         """
         from skinfluence.mislabel import mislabel_scores
