@@ -1,5 +1,7 @@
 """Small helpers for demos and benchmarks."""
 
+import numbers
+
 import numpy as np
 from sklearn.utils import check_random_state
 
@@ -22,11 +24,18 @@ def flip_labels(y, fraction, random_state=None):
         A copy of ``y`` with the flipped labels; ``y`` is not modified.
     flipped : ndarray of bool, shape (n_samples,)
         True where the label was changed.
+
+    Examples
+    --------
+    >>> from skinfluence.datasets import flip_labels
+    >>> y_noisy, flipped = flip_labels([0, 1, 2, 0, 1, 2, 0, 1, 2, 0], 0.3, random_state=0)
+    >>> int(flipped.sum())
+    3
     """
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"y must be one-dimensional, got shape {y.shape}.")
-    if not 0.0 <= fraction <= 1.0:
+    if not (isinstance(fraction, numbers.Real) and 0.0 <= fraction <= 1.0):
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:

@@ -538,12 +538,16 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        method : {"auto", "loo_loss", "self_influence", "loss", "grad_norm"}, default="auto"
-            ``"self_influence"`` is Koh & Liang's score; ``"loss"`` the training
+        method : str, default="auto"
+            One of "auto", "alo_loss", "loo_loss", "self_influence", "loss",
+            "grad_norm". ``"self_influence"`` is Koh & Liang's score; ``"loss"`` the training
             loss; ``"grad_norm"`` the gradient norm (no Hessian); ``"loo_loss"`` the
             first-order leave-one-out loss of the point itself,
-            ``loss + removal_weights_ * self_influence``. ``"auto"`` is the score
-            that ``benchmarks/bench_mislabel.py`` finds best for the model family.
+            ``loss + removal_weights_ * self_influence``; ``"alo_loss"`` the
+            approximate leave-one-out loss (one Newton step with the point's own
+            curvature removed). ``"auto"`` is ``"alo_loss"`` for linear models and
+            ``"self_influence"`` for torch nets, as ``benchmarks/bench_mislabel.py``
+            found.
 
         Returns
         -------
@@ -636,6 +640,17 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         self._validate_X(X, y, reset=False)
         return float(self.estimator_.score(X, y, sample_weight=sample_weight))
+
+    def _repr_html_(self):
+        """HTML summary for Jupyter: model, solver, damping, n_train, condition, stationarity."""
+        from skinfluence._html import explainer_html
+
+        return explainer_html(self)
+
+    def _repr_mimebundle_(self, **kwargs):
+        # BaseEstimator's bundle carries sklearn's diagram as text/html, which Jupyter
+        # prefers over _repr_html_; replace it with the summary.
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

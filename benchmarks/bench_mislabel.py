@@ -1,0 +1,426 @@
+"""How well each suspicion score finds flipped labels (Koh & Liang's protocol).
+
+For every data set, model and seed: split 75/25 (stratified), flip 10% of the
+training labels (:func:`skinfluence.datasets.flip_labels`), fit
+:class:`skinfluence.InfluenceExplainer`, rank the training points by each score,
+and measure
+
+- the fraction of flipped labels found after checking the top 5/10/20/30% of the
+  ranking, the ROC AUC and the average precision of the score;
+- the test accuracy after fixing the flipped labels found in the checked fraction
+  and retraining (next to the noisy model and the model trained on clean labels).
+
+Scores: every method of :data:`skinfluence.mislabel.METHODS` (the "auto" one is
+marked), the study candidates in ``CANDIDATES`` (not in the package), random, and
+cleanlab's self-confidence ranking on 5-fold cross-validated ``predict_proba``
+when cleanlab is importable (a benchmark-only dependency: ``pip install cleanlab``).
+
+Models: "logreg" (StandardScaler + LogisticRegression(tol=1e-8, max_iter=5000)) and
+"mlp" (StandardScaler, then a skorch NeuralNetClassifier: one tanh hidden layer of
+32, Adam with weight decay 1e-4, 500 full-batch epochs, ``train_split=None``; it fits
+its noisy training labels to ~100%, the regime where the training loss collapses;
+influence with ``damping=0.01``). A model whose ``InfluenceExplainer(...).fit``
+raises TypeError (no adapter) is skipped.
+
+BLAS runs single-threaded by default: these problems are small, and OpenBLAS's
+threads cost far more than they save on them.
+
+Usage::
+
+    python benchmarks/bench_mislabel.py                       # logreg, 10 seeds (~1 min)
+    python benchmarks/bench_mislabel.py --models logreg,mlp --n-jobs 2   # + MLP (~45 min)
+    python benchmarks/bench_mislabel.py --seeds 3 --datasets breast_cancer
+    python benchmarks/bench_mislabel.py --json benchmarks/results/mislabel.json
+"""
+
+import argparse
+import json
+import platform
+import time
+import warnings
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_digits, make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import cross_val_predict, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from skinfluence import InfluenceExplainer
+from skinfluence.datasets import flip_labels
+from skinfluence.metrics import fraction_found
+from skinfluence.mislabel import AUTO, METHODS, all_mislabel_scores, rank_suspects
+
+FRACTIONS = (0.05, 0.1, 0.2, 0.3)
+#: The fractions "auto" is chosen on (averaged over data sets).
+CHOOSE_AT = (0.1, 0.2)
+
+
+# -- data sets -------------------------------------------------------------------
+def _synth4():
+    return make_classification(
+        n_samples=1000,
+        n_features=10,
+        n_informative=6,
+        n_redundant=2,
+        n_classes=4,
+        n_clusters_per_class=1,
+        class_sep=1.0,
+        flip_y=0.0,
+        random_state=0,
+    )
+
+
+DATASETS = {
+    "digits": lambda: load_digits(return_X_y=True),
+    "breast_cancer": lambda: load_breast_cancer(return_X_y=True),
+    "synth4": _synth4,
+}
+
+
+# -- models ----------------------------------------------------------------------
+def _logreg(n_features, n_classes):
+    return make_pipeline(StandardScaler(), LogisticRegression(tol=1e-8, max_iter=5000))
+
+
+def _mlp(n_features, n_classes):
+    import torch
+    from skorch import NeuralNetClassifier
+
+    class MLP(torch.nn.Module):
+        def __init__(self, n_in=n_features, n_hidden=32, n_out=n_classes):
+            super().__init__()
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(n_in, n_hidden), torch.nn.Tanh(), torch.nn.Linear(n_hidden, n_out)
+            )
+
+        def forward(self, X):
+            return self.net(X)
+
+    # full batch, long enough to fit (memorise) the noisy training labels
+    return NeuralNetClassifier(
+        MLP,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        optimizer__weight_decay=1e-4,
+        lr=1e-2,
+        max_epochs=500,
+        batch_size=-1,
+        train_split=None,
+        verbose=0,
+    )
+
+
+def _scaled_float32(X_train, X_test):
+    scaler = StandardScaler().fit(X_train)
+    return (
+        scaler.transform(X_train).astype(np.float32),
+        scaler.transform(X_test).astype(np.float32),
+    )
+
+
+MODELS = {
+    # name: (factory(n_features, n_classes), input preparation or None, uses torch,
+    #        InfluenceExplainer parameters)
+    "logreg": (_logreg, None, False, {}),
+    # a net is not at an exact minimum and its Hessian is indefinite: damp it (as
+    # Koh & Liang did for their nets)
+    "mlp": (_mlp, _scaled_float32, True, {"damping": 0.01}),
+}
+
+
+class Skip(Exception):
+    """This model cannot be benchmarked (yet)."""
+
+
+def _seed_torch(seed):
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(_THREADS[0])
+
+
+_THREADS = [1]
+
+
+# -- scores ----------------------------------------------------------------------
+def _relatif(ex):
+    """RelatIF-style self-influence: ``g^T H^-1 g / ||H^-1 g||`` (Barshan et al., 2020)."""
+    if ex.n_params_ * ex.n_train_ > 5e7:
+        raise Skip("relatif needs the n_train x n_params matrix of H^-1 g")
+    return ex.self_influence() / np.linalg.norm(ex.influence_params(), axis=1)
+
+
+def _ij_loss(ex):
+    """Log-loss at the first-order (infinitesimal-jackknife) leave-one-out margin.
+
+    The parameters move by ``w H^-1 g`` (no Sherman-Morrison correction), the loss is
+    evaluated exactly at the moved binary margin: between "loo_loss" and "alo_loss".
+    """
+    L, s, w = (
+        np.asarray(a, dtype=float) for a in (ex.loss(), ex.self_influence(), ex.removal_weights_)
+    )
+    one_minus_q = -np.expm1(-L)
+    fitted = one_minus_q > 0  # a point fitted exactly keeps its loss (0)
+    omq = np.where(fitted, one_minus_q, 1.0)
+    margin = -L - np.log(omq)
+    return np.where(fitted, np.logaddexp(0.0, -(margin - w * s / omq)), L)
+
+
+#: Scores studied here but not (or not yet) in the package.
+CANDIDATES = {"relatif": _relatif, "ij_loss": _ij_loss}
+
+
+def _cleanlab_scores(model, X, y_noisy, seed, torch_seed):
+    try:
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+    except ImportError:
+        return None, None
+    if torch_seed:
+        _seed_torch(seed)
+    classes, labels = np.unique(y_noisy, return_inverse=True)
+    proba = cross_val_predict(clone(model), X, y_noisy, cv=5, method="predict_proba")
+    quality = get_label_quality_scores(labels, proba, method="self_confidence")
+    issues = find_label_issues(labels, proba, n_jobs=1)
+    return -quality, issues
+
+
+# -- one run ---------------------------------------------------------------------
+def run_one(X, y, model_name, seed, noise):
+    factory, prep, torch_seed, explainer_params = MODELS[model_name]
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y, random_state=seed)
+    if prep is not None:
+        X_tr, X_te = prep(X_tr, X_te)
+    y_noisy, flipped = flip_labels(y_tr, noise, random_state=seed)
+    model = factory(X.shape[1], len(np.unique(y)))
+    if torch_seed:
+        _seed_torch(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # stationarity is reported below
+            ex = InfluenceExplainer(model, **explainer_params).fit(X_tr, y_noisy)
+    except TypeError as exc:
+        raise Skip(str(exc)) from exc
+
+    scores = all_mislabel_scores(ex)
+    auto_scores = ex.mislabel_scores("auto")
+    auto = next(name for name, s in scores.items() if np.array_equal(s, auto_scores))
+    for name, fn in CANDIDATES.items():
+        try:
+            scores[name] = fn(ex)
+        except Skip:
+            pass
+    scores["random"] = np.random.default_rng(seed).random(len(y_tr))
+    cl_scores, cl_issues = _cleanlab_scores(model, X_tr, y_noisy, seed, torch_seed)
+    if cl_scores is not None:
+        scores["cleanlab"] = cl_scores
+
+    accuracy_cache = {}
+
+    def accuracy_after_fixing(fix):
+        key = tuple(np.sort(fix))
+        if key not in accuracy_cache:
+            y_fixed = y_noisy.copy()
+            y_fixed[fix] = y_tr[fix]
+            if torch_seed:
+                _seed_torch(seed)
+            accuracy_cache[key] = clone(model).fit(X_tr, y_fixed).score(X_te, y_te)
+        return accuracy_cache[key]
+
+    result = {"auto": auto, "stationarity": ex.stationarity_, "scores": {}}
+    for name, s in scores.items():
+        fixed_acc = []
+        for f in FRACTIONS:
+            checked = rank_suspects(s, fraction=f)
+            fixed_acc.append(accuracy_after_fixing(checked[flipped[checked]]))
+        result["scores"][name] = {
+            "found": fraction_found(flipped, s, FRACTIONS).tolist(),
+            "roc_auc": roc_auc_score(flipped, s),
+            "average_precision": average_precision_score(flipped, s),
+            "accuracy_fixed": fixed_acc,
+        }
+    result["accuracy_noisy"] = ex.score(X_te, y_te)
+    result["accuracy_clean"] = accuracy_after_fixing(np.flatnonzero(flipped))
+    result["train_accuracy_noisy"] = ex.score(X_tr, y_noisy)
+    if cl_issues is not None:
+        result["cleanlab_find_label_issues"] = {
+            "flagged": float(cl_issues.mean()),
+            "precision": float(flipped[cl_issues].mean()) if cl_issues.any() else 0.0,
+            "recall": float(cl_issues[flipped].mean()),
+        }
+    return result
+
+
+def _run_limited(X, y, model_name, seed, noise, threads):
+    _THREADS[0] = threads
+    with threadpool_limits(threads):
+        return run_one(X, y, model_name, seed, noise)
+
+
+# -- aggregation and printing -------------------------------------------------------
+def _mean_se(values):
+    a = np.asarray(values, dtype=float)
+    se = a.std(axis=0, ddof=1) / np.sqrt(len(a)) if len(a) > 1 else np.zeros_like(a[0])
+    return a.mean(axis=0), se
+
+
+def summarise(runs):
+    """Mean and standard error over seeds of every metric of every score."""
+    names = list(runs[0]["scores"])
+    out = {}
+    for name in names:
+        per = [r["scores"][name] for r in runs]
+        out[name] = {
+            key: [
+                v.tolist() if hasattr(v, "tolist") else v for v in _mean_se([p[key] for p in per])
+            ]
+            for key in ("found", "roc_auc", "average_precision", "accuracy_fixed")
+        }
+    return out
+
+
+def print_table(title, summary, runs, auto):
+    pct = [f"{f:.0%}" for f in FRACTIONS]
+    print(f"\n== {title}")
+    head = (
+        f"{'score':<17}"
+        + "".join(f"{'found@' + p:>14}" for p in pct)
+        + f"{'ROC AUC':>9}{'AP':>7}"
+        + "".join(f"{'acc@' + p:>8}" for p in pct)
+    )
+    print(head)
+    print("-" * len(head))
+    for name, s in summary.items():
+        label = f"{name} (auto)" if name == auto else name
+        found, found_se = s["found"]
+        row = f"{label:<17}" + "".join(
+            f"{m:>8.3f}±{e:.3f}" for m, e in zip(found, found_se, strict=True)
+        )
+        row += f"{s['roc_auc'][0]:>9.3f}{s['average_precision'][0]:>7.3f}"
+        row += "".join(f"{a:>8.3f}" for a in s["accuracy_fixed"][0])
+        print(row)
+    noisy = np.mean([r["accuracy_noisy"] for r in runs])
+    clean = np.mean([r["accuracy_clean"] for r in runs])
+    train = np.mean([r["train_accuracy_noisy"] for r in runs])
+    print(
+        f"test accuracy: noisy labels {noisy:.3f}, all flips fixed {clean:.3f}; "
+        f"training accuracy on the noisy labels {train:.3f}; "
+        f"max stationarity {max(r['stationarity'] for r in runs):.1e}"
+    )
+    _print_paired(runs, auto)
+    cl = [r["cleanlab_find_label_issues"] for r in runs if "cleanlab_find_label_issues" in r]
+    if cl:
+        m = {k: np.mean([c[k] for c in cl]) for k in cl[0]}
+        print(
+            f"cleanlab find_label_issues: flags {m['flagged']:.1%} of the training set, "
+            f"precision {m['precision']:.3f}, recall {m['recall']:.3f}"
+        )
+
+
+def _print_paired(runs, auto):
+    """Per-seed differences ``auto - other`` at the fractions auto is chosen on."""
+    cols = [FRACTIONS.index(f) for f in CHOOSE_AT]
+    parts = []
+    for name in runs[0]["scores"]:
+        if name in (auto, "random"):
+            continue
+        d = np.array(
+            [
+                [r["scores"][auto]["found"][c] - r["scores"][name]["found"][c] for c in cols]
+                for r in runs
+            ]
+        )
+        m, se = _mean_se(d)
+        parts.append(f"{name} " + "/".join(f"{a:+.3f}±{e:.3f}" for a, e in zip(m, se, strict=True)))
+    at = "/".join(f"{f:.0%}" for f in CHOOSE_AT)
+    print(f"{auto} minus other, found@{at}, paired over seeds: " + "; ".join(parts))
+
+
+def choose_auto(summaries):
+    """Per model: mean found@10%/20% over data sets of every score, and the best
+    score of the package (what ``AUTO`` should hold for that model's family)."""
+    cols = [FRACTIONS.index(f) for f in CHOOSE_AT]
+    best = {}
+    for model, per_data in summaries.items():
+        names = next(iter(per_data.values()))
+        means = {
+            name: float(np.mean([per_data[d][name]["found"][0][c] for d in per_data for c in cols]))
+            for name in names
+        }
+        package = {k: v for k, v in means.items() if k in METHODS}
+        best[model] = {"best": max(package, key=package.get), "mean_found": means}
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument(
+        "--models", default="logreg", help="logreg (about a minute), mlp (about 45 min on 2 cores)"
+    )
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--noise", type=float, default=0.1, help="fraction of labels flipped")
+    parser.add_argument("--blas-threads", type=int, default=1, help="BLAS/torch threads per job")
+    parser.add_argument("--n-jobs", type=int, default=1, help="seeds run in parallel (joblib)")
+    parser.add_argument("--json", help="write every per-seed number and the summary here")
+    args = parser.parse_args(argv)
+
+    t_start = time.perf_counter()
+    summaries, raw, skipped = {}, {}, {}
+    for model_name in args.models.split(","):
+        for data_name in args.datasets.split(","):
+            X, y = DATASETS[data_name]()
+            t0 = time.perf_counter()
+            try:  # the first seed in this process: a model that cannot be run skips here
+                runs = [_run_limited(X, y, model_name, 0, args.noise, args.blas_threads)]
+            except Skip as exc:
+                skipped[model_name] = str(exc)
+                print(f"\n== {model_name}: skipped ({exc})")
+                break
+            runs += Parallel(n_jobs=args.n_jobs)(
+                delayed(_run_limited)(X, y, model_name, s, args.noise, args.blas_threads)
+                for s in range(1, args.seeds)
+            )
+            summary = summarise(runs)
+            summaries.setdefault(model_name, {})[data_name] = summary
+            raw.setdefault(model_name, {})[data_name] = runs
+            title = (
+                f"{data_name}, {model_name}, {args.noise:.0%} flipped, {args.seeds} seeds "
+                f"({time.perf_counter() - t0:.0f} s); found = mean±s.e. over seeds"
+            )
+            print_table(title, summary, runs, runs[0]["auto"])
+
+    best = choose_auto(summaries)
+    print()
+    for model, b in best.items():
+        ranked = sorted(b["mean_found"].items(), key=lambda kv: -kv[1])
+        print(
+            f"{model}: mean found at {'/'.join(f'{f:.0%}' for f in CHOOSE_AT)} over data sets: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in ranked)
+            + f"; best in the package: {b['best']}"
+        )
+    print(f"AUTO = {AUTO}; total {time.perf_counter() - t_start:.0f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {
+                    "config": {**vars(args), "fractions": FRACTIONS},
+                    "machine": platform.platform(),
+                    "auto": AUTO,
+                    "best": best,
+                    "skipped": skipped,
+                    "summary": summaries,
+                    "runs": raw,
+                },
+                fh,
+                indent=1,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,800 @@
+"""Display objects for influence and mislabel detection, in scikit-learn's style.
+
+Each Display is built with ``from_explainer`` (from a fitted
+:class:`~skinfluence.InfluenceExplainer`) or ``from_scores`` (from numbers you already
+have), draws with ``plot(ax=None, ...)`` and keeps ``ax_`` and ``figure_``.
+matplotlib is imported only when something is drawn.
+
+Sign convention (Koh & Liang): influence ``I_up,loss`` > 0 is harmful, < 0 helpful.
+"""
+
+import numbers
+
+import numpy as np
+
+try:  # public up to scikit-learn 1.7, private since
+    from sklearn.utils import check_matplotlib_support
+except ImportError:  # pragma: no cover - depends on the scikit-learn version
+    try:
+        from sklearn.utils._optional_dependencies import check_matplotlib_support
+    except ImportError:
+
+        def check_matplotlib_support(caller_name):
+            """Raise an ImportError naming ``caller_name`` when matplotlib is missing."""
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError as e:
+                raise ImportError(
+                    f"{caller_name} requires matplotlib. You can install matplotlib with "
+                    "`pip install matplotlib`."
+                ) from e
+
+
+from skinfluence.metrics import detection_curve, roc_auc
+from skinfluence.mislabel import METHODS, all_mislabel_scores, auto_method, rank_suspects
+
+HELPFUL_COLOR = "tab:blue"
+HARMFUL_COLOR = "tab:red"
+
+
+def _new_axes(ax, caller, figsize=None):
+    check_matplotlib_support(caller)
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _rows(X, idx):
+    """Rows ``idx`` of an array, DataFrame or sparse matrix, as a dense float array."""
+    if hasattr(X, "iloc"):
+        X = X.iloc[idx].to_numpy()
+    else:
+        X = X[idx] if hasattr(X, "toarray") else np.asarray(X)[idx]
+        X = X.toarray() if hasattr(X, "toarray") else X
+    return np.asarray(X)
+
+
+def _check_1d_scores(scores, what="scores"):
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 1 or scores.size == 0:
+        raise ValueError(f"{what} must be a non-empty 1-d array, got shape {scores.shape}.")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{what} contain NaN or infinite values.")
+    return scores
+
+
+class InfluenceDisplay:
+    """The most helpful and most harmful training points behind one prediction.
+
+    Shows each training point's influence ``I_up,loss`` on the test loss
+    (Koh & Liang's sign: negative = helpful, positive = harmful) written above it:
+    as an image grid when the samples are images (``image_shape``), as a labelled
+    horizontal bar chart otherwise. Build it with :meth:`from_explainer` or
+    :meth:`from_scores`.
+
+    Parameters
+    ----------
+    helpful_indices, harmful_indices : ndarray of shape (k,)
+        Training indices, most helpful (most negative) / most harmful first.
+    helpful_values, harmful_values : ndarray of shape (k,)
+        Their influence ``I_up,loss``.
+    helpful_samples, harmful_samples : ndarray of shape (k, n_features), default=None
+        Their features (needed for images).
+    helpful_labels, harmful_labels : array-like of shape (k,), default=None
+        Their training labels.
+    test_sample : ndarray of shape (n_features,), default=None
+        The test point's features (drawn first in image mode).
+    test_label : object, default=None
+        The test point's label.
+    image_shape : tuple of int, default=None
+        Shape each sample is reshaped to for ``imshow``; None draws bars.
+
+    Attributes
+    ----------
+    ax_ : matplotlib Axes
+        The bar chart, or in image mode the (hidden) axes whose area holds the grid.
+    axes_ : ndarray of matplotlib Axes of shape (2, k) or None
+        Image mode: the helpful (row 0) and harmful (row 1) images.
+    test_ax_ : matplotlib Axes or None
+        Image mode: the test image.
+    bars_ : matplotlib BarContainer or None
+        Bar mode: the ``2 k`` bars, helpful first.
+    texts_ : list of matplotlib Text
+        The ``2 k`` influence values written on the plot.
+    figure_ : matplotlib Figure
+        The figure.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skinfluence import InfluenceExplainer
+    >>> from skinfluence.plotting import InfluenceDisplay
+    >>> X, y = load_digits(return_X_y=True)
+    >>> ex = InfluenceExplainer(LogisticRegression(max_iter=2000)).fit(X[:500], y[:500])
+    >>> disp = InfluenceDisplay.from_explainer(  # doctest: +SKIP
+    ...     ex, X[600:601], y[600:601], X_train=X[:500], y_train=y[:500], image_shape=(8, 8)
+    ... )
+    """
+
+    def __init__(
+        self,
+        helpful_indices,
+        helpful_values,
+        harmful_indices,
+        harmful_values,
+        *,
+        helpful_samples=None,
+        harmful_samples=None,
+        helpful_labels=None,
+        harmful_labels=None,
+        test_sample=None,
+        test_label=None,
+        image_shape=None,
+    ):
+        self.helpful_indices = helpful_indices
+        self.helpful_values = helpful_values
+        self.harmful_indices = harmful_indices
+        self.harmful_values = harmful_values
+        self.helpful_samples = helpful_samples
+        self.harmful_samples = harmful_samples
+        self.helpful_labels = helpful_labels
+        self.harmful_labels = harmful_labels
+        self.test_sample = test_sample
+        self.test_label = test_label
+        self.image_shape = image_shape
+
+    @classmethod
+    def from_explainer(
+        cls,
+        explainer,
+        X,
+        y,
+        *,
+        X_train=None,
+        y_train=None,
+        k=5,
+        image_shape=None,
+        ax=None,
+        **kwargs,
+    ):
+        """Plot the ``k`` most helpful and harmful training points for one test point.
+
+        Parameters
+        ----------
+        explainer : InfluenceExplainer
+            A fitted explainer.
+        X : array-like of shape (1, n_features) or (n_features,)
+            The one test point.
+        y : array-like of shape (1,) or scalar
+            Its label.
+        X_train : array-like of shape (n_train, n_features), default=None
+            The training data the explainer was fitted on; required for images
+            (the explainer does not keep the raw training inputs).
+        y_train : array-like of shape (n_train,), default=None
+            The training labels, written next to each point.
+        k : int, default=5
+            How many helpful and how many harmful points.
+        image_shape : tuple of int, default=None
+            Draw samples as images of this shape (e.g. ``(8, 8)`` for digits).
+        ax : matplotlib Axes, default=None
+            Axes to draw in (in image mode, its area is divided into the grid).
+        **kwargs : dict
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : InfluenceDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        check_matplotlib_support(f"{cls.__name__}.from_explainer")
+        X, y = _one_test_point(X, y)
+        res = explainer.most_influential(X, y, k=k)
+        n_train = explainer.n_train_
+        return cls._from_indices(
+            res.helpful_indices[0],
+            res.helpful_values[0],
+            res.harmful_indices[0],
+            res.harmful_values[0],
+            X_train=X_train,
+            y_train=y_train,
+            n_train=n_train,
+            test_sample=np.ravel(_rows(X, [0])) if image_shape is not None else None,
+            test_label=np.asarray(y)[0],
+            image_shape=image_shape,
+        ).plot(ax=ax, **kwargs)
+
+    @classmethod
+    def from_scores(
+        cls,
+        influence,
+        *,
+        X_train=None,
+        y_train=None,
+        k=5,
+        test_sample=None,
+        test_label=None,
+        image_shape=None,
+        ax=None,
+        **kwargs,
+    ):
+        """Plot the extremes of one row of an influence matrix.
+
+        Parameters
+        ----------
+        influence : array-like of shape (n_train,)
+            ``I_up,loss`` of every training point on one test point, e.g.
+            ``explainer.influence(X_test, y_test)[i]``.
+        X_train : array-like of shape (n_train, n_features), default=None
+            Training inputs (required for images).
+        y_train : array-like of shape (n_train,), default=None
+            Training labels.
+        k : int, default=5
+            How many helpful and how many harmful points.
+        test_sample : array-like of shape (n_features,), default=None
+            The test point, drawn first in image mode.
+        test_label : object, default=None
+            Its label.
+        image_shape : tuple of int, default=None
+            Draw samples as images of this shape.
+        ax : matplotlib Axes, default=None
+            Axes to draw in.
+        **kwargs : dict
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : InfluenceDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        check_matplotlib_support(f"{cls.__name__}.from_scores")
+        influence = _check_1d_scores(influence, "influence")
+        k = _check_k(k, len(influence))
+        order = np.argsort(influence, kind="stable")
+        helpful, harmful = order[:k], order[::-1][:k]
+        return cls._from_indices(
+            helpful,
+            influence[helpful],
+            harmful,
+            influence[harmful],
+            X_train=X_train,
+            y_train=y_train,
+            n_train=len(influence),
+            test_sample=None if test_sample is None else np.ravel(test_sample),
+            test_label=test_label,
+            image_shape=image_shape,
+        ).plot(ax=ax, **kwargs)
+
+    @classmethod
+    def _from_indices(
+        cls,
+        h_idx,
+        h_val,
+        b_idx,
+        b_val,
+        *,
+        X_train,
+        y_train,
+        n_train,
+        test_sample,
+        test_label,
+        image_shape,
+    ):
+        if image_shape is not None and X_train is None:
+            raise ValueError(
+                "image_shape needs X_train: the explainer does not keep the raw training "
+                "inputs, so pass the X it was fitted on."
+            )
+        samples = labels = (None, None)
+        if X_train is not None:
+            if _n_rows(X_train) != n_train:
+                raise ValueError(
+                    f"X_train has {_n_rows(X_train)} rows, but the explainer was fitted on "
+                    f"{n_train} training points."
+                )
+            samples = (_rows(X_train, h_idx), _rows(X_train, b_idx))
+        if y_train is not None:
+            y_train = np.asarray(y_train)
+            if len(y_train) != n_train:
+                raise ValueError(
+                    f"y_train has {len(y_train)} labels, but the explainer was fitted on "
+                    f"{n_train} training points."
+                )
+            labels = (y_train[h_idx], y_train[b_idx])
+        if image_shape is not None:
+            image_shape = tuple(int(s) for s in image_shape)
+            n_features = int(np.prod(samples[0].shape[1:]))  # images may be (C, H, W)
+            if int(np.prod(image_shape)) != n_features:
+                raise ValueError(
+                    f"image_shape {image_shape} holds {int(np.prod(image_shape))} values, "
+                    f"but the samples have {n_features} features."
+                )
+        return cls(
+            np.asarray(h_idx),
+            np.asarray(h_val),
+            np.asarray(b_idx),
+            np.asarray(b_val),
+            helpful_samples=samples[0],
+            harmful_samples=samples[1],
+            helpful_labels=labels[0],
+            harmful_labels=labels[1],
+            test_sample=test_sample,
+            test_label=test_label,
+            image_shape=image_shape,
+        )
+
+    def plot(self, ax=None, *, cmap="gray_r", value_format="{:+.4g}"):
+        """Draw the display.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw in; a new figure when None. In image mode the axes is
+            hidden and its area divided into the image grid.
+        cmap : str or Colormap, default="gray_r"
+            Colormap of the images.
+        value_format : str, default="{:+.4g}"
+            Format of the influence values written on the plot.
+
+        Returns
+        -------
+        display : InfluenceDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        k = len(self.helpful_indices)
+        if self.image_shape is None:
+            ax = _new_axes(ax, f"{type(self).__name__}.plot", figsize=(6, 0.45 * 2 * k + 1.2))
+            self._plot_bars(ax, value_format)
+        else:
+            ncols = k + (self.test_sample is not None)
+            ax = _new_axes(ax, f"{type(self).__name__}.plot", figsize=(1.5 * ncols, 3.8))
+            self._plot_images(ax, cmap, value_format)
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+    def _point_label(self, idx, label):
+        return f"#{idx}" if label is None else f"#{idx} (y={label})"
+
+    def _plot_bars(self, ax, value_format):
+        idx = np.concatenate([self.helpful_indices, self.harmful_indices])
+        val = np.concatenate([self.helpful_values, self.harmful_values]).astype(float)
+        labels = [None] * len(idx)
+        if self.helpful_labels is not None:
+            labels = list(self.helpful_labels) + list(self.harmful_labels)
+        pos = np.arange(len(idx))[::-1]  # most helpful on top
+        colors = [HARMFUL_COLOR if v > 0 else HELPFUL_COLOR for v in val]
+        self.bars_ = ax.barh(pos, val, color=colors)
+        ax.set_yticks(pos, [self._point_label(i, lab) for i, lab in zip(idx, labels, strict=True)])
+        ax.axvline(0, color="black", linewidth=0.8)
+        self.texts_ = [
+            ax.text(
+                v,
+                p,
+                " " + value_format.format(v) + " ",
+                va="center",
+                ha="left" if v > 0 else "right",
+                fontsize="small",
+            )
+            for v, p in zip(val, pos, strict=True)
+        ]
+        span = np.abs(val).max() if len(val) else 1.0
+        ax.set_xlim(min(val.min(), 0) - 0.35 * span, max(val.max(), 0) + 0.35 * span)
+        ax.set_xlabel("influence $I_{up,loss}$ (negative = helpful, positive = harmful)")
+        title = "Most helpful and most harmful training points"
+        if self.test_label is not None:
+            title += f"\nfor a test point labelled {self.test_label}"
+        ax.set_title(title)
+        self.axes_ = None
+        self.test_ax_ = None
+
+    def _plot_images(self, ax, cmap, value_format):
+        k = len(self.helpful_indices)
+        has_test = self.test_sample is not None
+        ax.set_axis_off()
+        grid = ax.get_subplotspec().subgridspec(2, k + has_test, hspace=0.55, wspace=0.15)
+        fig = ax.figure
+        self.test_ax_ = None
+        if has_test:
+            self.test_ax_ = fig.add_subplot(grid[:, 0])
+            self.test_ax_.imshow(np.reshape(self.test_sample, self.image_shape), cmap=cmap)
+            name = "test point" if self.test_label is None else f"test point\ny={self.test_label}"
+            self.test_ax_.set_title(name)
+            self.test_ax_.set_xticks([])
+            self.test_ax_.set_yticks([])
+        self.axes_ = np.empty((2, k), dtype=object)
+        self.texts_ = []
+        rows = [
+            (
+                "most helpful",
+                self.helpful_indices,
+                self.helpful_values,
+                self.helpful_samples,
+                self.helpful_labels,
+            ),
+            (
+                "most harmful",
+                self.harmful_indices,
+                self.harmful_values,
+                self.harmful_samples,
+                self.harmful_labels,
+            ),
+        ]
+        for r, (row_name, idx, val, samples, labels) in enumerate(rows):
+            for c in range(k):
+                a = fig.add_subplot(grid[r, c + has_test])
+                a.imshow(np.reshape(samples[c], self.image_shape), cmap=cmap)
+                a.set_xticks([])
+                a.set_yticks([])
+                color = HARMFUL_COLOR if val[c] > 0 else HELPFUL_COLOR
+                self.texts_.append(a.set_title(value_format.format(val[c]), color=color))
+                a.set_xlabel(
+                    self._point_label(idx[c], None if labels is None else labels[c]),
+                    fontsize="small",
+                )
+                self.axes_[r, c] = a
+            self.axes_[r, 0].set_ylabel(row_name)
+        self.bars_ = None
+
+
+def _check_k(k, n):
+    if not (isinstance(k, numbers.Integral) and 1 <= k <= n):
+        raise ValueError(f"k must be an int between 1 and the number of training points ({n}).")
+    return int(k)
+
+
+def _n_rows(X):
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
+def _one_test_point(X, y):
+    if isinstance(X, np.ndarray) and X.ndim == 1:
+        X = X.reshape(1, -1)
+    y = np.atleast_1d(np.asarray(y))
+    if _n_rows(X) != 1 or y.shape != (1,):
+        raise ValueError(
+            f"InfluenceDisplay explains one test point; got {_n_rows(X)} samples and "
+            f"{y.size} labels (pass X_test[i:i + 1], y_test[i:i + 1])."
+        )
+    return X, y
+
+
+class MislabelDisplay:
+    """Detection curves: fraction of flipped labels found vs fraction of data checked.
+
+    Koh & Liang's Figure 6: training points are checked in order of decreasing
+    suspicion score; a good score finds most flipped labels after checking a
+    small fraction. The diagonal is what checking in random order finds on
+    average. Build it with :meth:`from_explainer` or :meth:`from_scores`.
+
+    Parameters
+    ----------
+    fraction_checked : ndarray of shape (n_samples + 1,)
+        ``k / n`` for ``k = 0 .. n``.
+    fraction_found : dict of str to ndarray of shape (n_samples + 1,)
+        For each score name, the fraction of flipped points among the first ``k``.
+    roc_auc : dict of str to float, default=None
+        ROC AUC of each score, shown in the legend.
+
+    Attributes
+    ----------
+    lines_ : dict of str to matplotlib Line2D
+        One curve per score.
+    chance_level_ : matplotlib Line2D or None
+        The diagonal of random checking.
+    ax_ : matplotlib Axes
+        The axes.
+    figure_ : matplotlib Figure
+        The figure.
+    """
+
+    def __init__(self, fraction_checked, fraction_found, *, roc_auc=None):
+        self.fraction_checked = fraction_checked
+        self.fraction_found = fraction_found
+        self.roc_auc = roc_auc
+
+    @classmethod
+    def from_scores(cls, flipped, scores, *, name=None, ax=None, **kwargs):
+        """Plot the detection curve of one or several suspicion scores.
+
+        Parameters
+        ----------
+        flipped : array-like of bool, shape (n_samples,)
+            True for the points known to be mislabeled.
+        scores : array-like of shape (n_samples,) or dict of str to array-like
+            Suspicion scores (higher = checked first), or several by name.
+        name : str, default=None
+            Legend name when ``scores`` is one array ("score" when None).
+        ax : matplotlib Axes, default=None
+            Axes to draw in.
+        **kwargs : dict
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : MislabelDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        check_matplotlib_support(f"{cls.__name__}.from_scores")
+        if not isinstance(scores, dict):
+            scores = {name or "score": scores}
+        elif not scores:
+            raise ValueError("scores is an empty dict: give at least one score.")
+        found, aucs, checked = {}, {}, None
+        for key, s in scores.items():
+            checked, found[key] = detection_curve(flipped, s)
+            aucs[key] = roc_auc(flipped, s) if not np.all(flipped) else None
+        return cls(checked, found, roc_auc=aucs).plot(ax=ax, **kwargs)
+
+    @classmethod
+    def from_explainer(
+        cls, explainer, flipped, *, methods=("auto", "self_influence", "loss"), ax=None, **kwargs
+    ):
+        """Plot the detection curves of an explainer's mislabel scores.
+
+        Parameters
+        ----------
+        explainer : InfluenceExplainer
+            An explainer fitted on the (noisy) training labels.
+        flipped : array-like of bool, shape (n_train,)
+            True for the training points known to be mislabeled.
+        methods : sequence of str, default=("auto", "self_influence", "loss")
+            Methods of :meth:`InfluenceExplainer.mislabel_scores`; "auto" is
+            labelled with the score it stands for.
+        ax : matplotlib Axes, default=None
+            Axes to draw in.
+        **kwargs : dict
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : MislabelDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        check_matplotlib_support(f"{cls.__name__}.from_explainer")
+        unknown = [m for m in methods if m != "auto" and m not in METHODS]
+        if unknown:
+            raise ValueError(
+                f"Unknown mislabel method(s) {unknown}; choose from {sorted(METHODS)}."
+            )
+        auto = auto_method(explainer)
+        wanted = [auto if m == "auto" else m for m in methods]
+        every = all_mislabel_scores(explainer, list(dict.fromkeys(wanted)))  # shares self-influence
+        scores = {}
+        for m in methods:
+            if m == "auto" or (m == auto and "auto" in methods):
+                scores[f"{auto} (auto)"] = every[auto]
+            else:
+                scores[m] = every[m]
+        return cls.from_scores(flipped, scores, ax=ax, **kwargs)
+
+    def plot(self, ax=None, *, max_fraction=None, plot_chance_level=True):
+        """Draw the curves.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw in; a new figure when None.
+        max_fraction : float, default=None
+            Show the fraction checked up to this value only (e.g. 0.4).
+        plot_chance_level : bool, default=True
+            Draw the diagonal of random checking.
+
+        Returns
+        -------
+        display : MislabelDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        ax = _new_axes(ax, f"{type(self).__name__}.plot")
+        self.lines_ = {}
+        for name, found in self.fraction_found.items():
+            auc = (self.roc_auc or {}).get(name)
+            label = name if auc is None else f"{name} (ROC AUC {auc:.3f})"
+            (self.lines_[name],) = ax.plot(self.fraction_checked, found, label=label)
+        self.chance_level_ = None
+        if plot_chance_level:
+            (self.chance_level_,) = ax.plot(
+                [0, 1], [0, 1], linestyle="--", color="gray", label="random (expected)"
+            )
+        ax.set_xlim(0, 1 if max_fraction is None else max_fraction)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("fraction of training data checked")
+        ax.set_ylabel("fraction of flipped labels found")
+        ax.set_title("Mislabel detection")
+        ax.legend(loc="lower right")
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+
+class SelfInfluenceDisplay:
+    """Histogram of a per-point score (self-influence by default), flagged points marked.
+
+    Flagged points (the top of the ranking, or any mask you give) are marked as a
+    rug under the histogram, with a vertical line at the flagging threshold. Build
+    it with :meth:`from_explainer` or :meth:`from_scores`.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples,)
+        The score of every point.
+    flagged : ndarray of bool, shape (n_samples,)
+        The points marked.
+    name : str, default="self-influence"
+        What the score is (axis label and title).
+    threshold : float, default=None
+        Score at and above which points were flagged (drawn as a vertical line).
+
+    Attributes
+    ----------
+    patches_ : list of matplotlib Patch
+        The histogram bars.
+    flagged_marks_ : matplotlib Line2D or None
+        The rug of flagged points.
+    threshold_line_ : matplotlib Line2D or None
+        The threshold.
+    ax_ : matplotlib Axes
+        The axes.
+    figure_ : matplotlib Figure
+        The figure.
+    """
+
+    def __init__(self, scores, flagged, *, name="self-influence", threshold=None):
+        self.scores = scores
+        self.flagged = flagged
+        self.name = name
+        self.threshold = threshold
+
+    @classmethod
+    def from_scores(
+        cls, scores, *, flagged=None, k=None, fraction=None, name="score", ax=None, **kwargs
+    ):
+        """Plot the distribution of ``scores`` with flagged points marked.
+
+        Parameters
+        ----------
+        scores : array-like of shape (n_samples,)
+            One score per point, higher = more suspicious.
+        flagged : array-like of bool or of int, default=None
+            The points to mark (a mask or indices). Exclusive with ``k`` and
+            ``fraction``.
+        k : int, default=None
+            Flag the ``k`` highest scores.
+        fraction : float in (0, 1], default=None
+            Flag this fraction of the highest scores.
+        name : str, default="score"
+            What the score is.
+        ax : matplotlib Axes, default=None
+            Axes to draw in.
+        **kwargs : dict
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : SelfInfluenceDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        check_matplotlib_support(f"{cls.__name__}.from_scores")
+        scores = _check_1d_scores(scores)
+        threshold = None
+        if flagged is not None:
+            if k is not None or fraction is not None:
+                raise ValueError("Pass flagged, or k / fraction, not both.")
+            flagged = _as_mask(flagged, len(scores))
+        else:
+            mask = np.zeros(len(scores), dtype=bool)
+            if k is not None or fraction is not None:
+                top = rank_suspects(scores, k=k, fraction=fraction)
+                mask[top] = True
+                threshold = float(scores[top].min())
+            flagged = mask
+        return cls(scores, flagged, name=name, threshold=threshold).plot(ax=ax, **kwargs)
+
+    @classmethod
+    def from_explainer(
+        cls,
+        explainer,
+        *,
+        method="self_influence",
+        flagged=None,
+        k=None,
+        fraction=None,
+        ax=None,
+        **kwargs,
+    ):
+        """Plot the distribution of an explainer's mislabel score over its training set.
+
+        Parameters
+        ----------
+        explainer : InfluenceExplainer
+            A fitted explainer.
+        method : str, default="self_influence"
+            A method of :meth:`InfluenceExplainer.mislabel_scores`.
+        flagged : array-like of bool or of int, default=None
+            Training points to mark (e.g. the known flips).
+        k : int, default=None
+            Flag the ``k`` most suspicious points instead.
+        fraction : float, default=None
+            Flag this fraction of the most suspicious points instead.
+        ax : matplotlib Axes, default=None
+            Axes to draw in.
+        **kwargs : dict
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : SelfInfluenceDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        check_matplotlib_support(f"{cls.__name__}.from_explainer")
+        scores = explainer.mislabel_scores(method)
+        name = method.replace("_", "-")
+        return cls.from_scores(
+            scores, flagged=flagged, k=k, fraction=fraction, name=name, ax=ax, **kwargs
+        )
+
+    def plot(self, ax=None, *, bins=50, log=False, flagged_color=HARMFUL_COLOR):
+        """Draw the histogram.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw in; a new figure when None.
+        bins : int or sequence, default=50
+            Histogram bins (as in :func:`matplotlib.pyplot.hist`).
+        log : bool, default=False
+            Logarithmic counts, to see the tail.
+        flagged_color : color, default="tab:red"
+            Colour of the flagged marks and the threshold.
+
+        Returns
+        -------
+        display : SelfInfluenceDisplay
+            The display, drawn; its artists are in the attributes ending in ``_``.
+        """
+        ax = _new_axes(ax, f"{type(self).__name__}.plot")
+        _, _, patches = ax.hist(self.scores, bins=bins, log=log, color="tab:gray")
+        self.patches_ = list(patches)
+        n_flagged = int(np.sum(self.flagged))
+        self.flagged_marks_ = None
+        if n_flagged:
+            (self.flagged_marks_,) = ax.plot(
+                self.scores[self.flagged],
+                np.zeros(n_flagged),
+                linestyle="none",
+                marker="|",
+                markersize=14,
+                color=flagged_color,
+                transform=ax.get_xaxis_transform(),
+                label=f"flagged ({n_flagged})",
+            )
+        self.threshold_line_ = None
+        if self.threshold is not None:
+            self.threshold_line_ = ax.axvline(
+                self.threshold, color=flagged_color, linestyle="--", label="threshold"
+            )
+        ax.set_xlabel(self.name)
+        ax.set_ylabel("number of training points")
+        ax.set_title(f"Distribution of {self.name}")
+        if n_flagged:
+            ax.legend(loc="upper right")
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+
+def _as_mask(flagged, n):
+    flagged = np.asarray(flagged)
+    if flagged.dtype == bool:
+        if flagged.shape != (n,):
+            raise ValueError(f"A boolean flagged mask must have shape ({n},), got {flagged.shape}.")
+        return flagged
+    if flagged.ndim != 1 or (flagged.size and not np.issubdtype(flagged.dtype, np.integer)):
+        raise ValueError("flagged must be a boolean mask or a 1-d array of indices.")
+    if flagged.size and (flagged.min() < -n or flagged.max() >= n):
+        raise ValueError(f"flagged indices out of range for {n} points.")
+    mask = np.zeros(n, dtype=bool)
+    mask[flagged] = True
+    return mask

@@ -1,0 +1,252 @@
+"""Display objects drawn with the Agg backend: what is on the axes, and how much of it."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from skinfluence import InfluenceExplainer
+from skinfluence.datasets import flip_labels
+from skinfluence.metrics import detection_curve
+from skinfluence.plotting import InfluenceDisplay, MislabelDisplay, SelfInfluenceDisplay
+
+mpl = pytest.importorskip("matplotlib")
+mpl.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X_train, y_train = X[:300], y[:300]
+    y_noisy, flipped = flip_labels(y_train, 0.1, random_state=0)
+    ex = InfluenceExplainer(LogisticRegression(C=0.1, tol=1e-8, max_iter=5000)).fit(
+        X_train, y_noisy
+    )
+    return ex, X_train, y_noisy, flipped, X[400:401], y[400:401]
+
+
+def _labels_top_down(ax):
+    ticks = ax.get_yticks()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    return [lab for _, lab in sorted(zip(ticks, labels, strict=True), reverse=True)]
+
+
+# -- InfluenceDisplay ------------------------------------------------------------------
+def test_influence_images_show_k_helpful_and_k_harmful_with_values(digits):
+    ex, X_train, y_noisy, _, x, y = digits
+    res = ex.most_influential(x, y, k=4)
+    disp = InfluenceDisplay.from_explainer(
+        ex, x, y, X_train=X_train, y_train=y_noisy, k=4, image_shape=(8, 8)
+    )
+    assert disp.axes_.shape == (2, 4)
+    assert sum(len(a.images) for a in disp.axes_.flat) == 8
+    assert len(disp.test_ax_.images) == 1
+    np.testing.assert_array_equal(disp.test_ax_.images[0].get_array(), x.reshape(8, 8))
+    assert disp.test_ax_.get_title() == f"test point\ny={y[0]}"
+    # the influence value is written above each image, helpful row first
+    values = np.concatenate([res.helpful_values[0], res.harmful_values[0]])
+    assert [t.get_text() for t in disp.texts_] == [f"{v:+.4g}" for v in values]
+    assert [a.get_title() for a in disp.axes_.flat] == [f"{v:+.4g}" for v in values]
+    # each image is that training point, labelled with its index and training label
+    i = res.harmful_indices[0, 2]
+    np.testing.assert_array_equal(disp.axes_[1, 2].images[0].get_array(), X_train[i].reshape(8, 8))
+    assert disp.axes_[1, 2].get_xlabel() == f"#{i} (y={y_noisy[i]})"
+    assert disp.axes_[0, 0].get_ylabel() == "most helpful"
+    assert disp.axes_[1, 0].get_ylabel() == "most harmful"
+    assert not disp.ax_.axison  # the bounding axes only holds the grid
+    assert disp.figure_ is disp.ax_.figure
+    assert len(disp.figure_.axes) == 1 + 8 + 1
+
+
+def test_influence_images_in_a_given_axes(digits):
+    ex, X_train, *_, x, y = digits
+    fig, (left, right) = plt.subplots(1, 2)
+    disp = InfluenceDisplay.from_explainer(
+        ex, x, y, X_train=X_train, k=2, image_shape=(8, 8), ax=right
+    )
+    assert disp.ax_ is right and disp.figure_ is fig
+    # the two original axes + the test image + 2 x 2 training images
+    assert len(fig.axes) == 2 + 1 + 4
+    assert left.axison and not right.axison
+
+
+def test_influence_bars_without_image_shape(digits):
+    ex, X_train, y_noisy, _, x, y = digits
+    res = ex.most_influential(x, y, k=3)
+    disp = InfluenceDisplay.from_explainer(ex, x[0], y[0], y_train=y_noisy, k=3)
+    assert disp.axes_ is None and disp.test_ax_ is None
+    assert len(disp.bars_) == 6
+    values = np.concatenate([res.helpful_values[0], res.harmful_values[0]])
+    np.testing.assert_allclose([b.get_width() for b in disp.bars_], values)
+    assert [t.get_text().strip() for t in disp.texts_] == [f"{v:+.4g}" for v in values]
+    # most helpful at the top of the chart
+    idx = np.concatenate([res.helpful_indices[0], res.harmful_indices[0]])
+    assert _labels_top_down(disp.ax_) == [f"#{i} (y={y_noisy[i]})" for i in idx]
+    assert f"labelled {y[0]}" in disp.ax_.get_title()
+    assert "positive = harmful" in disp.ax_.get_xlabel()
+
+
+def test_influence_from_scores_by_hand():
+    influence = np.array([3.0, -1.0, 0.5, -4.0, 2.0])
+    disp = InfluenceDisplay.from_scores(influence, k=2)
+    np.testing.assert_array_equal(disp.helpful_indices, [3, 1])
+    np.testing.assert_array_equal(disp.harmful_indices, [0, 4])
+    np.testing.assert_allclose([b.get_width() for b in disp.bars_], [-4, -1, 3, 2])
+    colors = [b.get_facecolor() for b in disp.bars_]
+    assert colors[0] == colors[1] != colors[2] == colors[3]
+    assert _labels_top_down(disp.ax_) == ["#3", "#1", "#0", "#4"]
+
+
+def test_influence_from_scores_images():
+    rng = np.random.default_rng(0)
+    X_train = rng.random((6, 4))
+    disp = InfluenceDisplay.from_scores(
+        [0.0, 1.0, -2.0, 3.0, -4.0, 5.0],
+        X_train=X_train,
+        k=1,
+        image_shape=(2, 2),
+        test_sample=np.zeros(4),
+    )
+    np.testing.assert_array_equal(disp.axes_[0, 0].images[0].get_array(), X_train[4].reshape(2, 2))
+    np.testing.assert_array_equal(disp.axes_[1, 0].images[0].get_array(), X_train[5].reshape(2, 2))
+    assert disp.test_ax_.get_title() == "test point"
+
+
+def test_influence_images_with_a_channel_axis():
+    # (n, C, H, W) inputs, as a CNN takes them: one channel is drawn as an image
+    X_train = np.arange(6 * 9, dtype=float).reshape(6, 1, 3, 3)
+    disp = InfluenceDisplay.from_scores(
+        [0.0, 1.0, -2.0, 3.0, -4.0, 5.0], X_train=X_train, k=2, image_shape=(3, 3)
+    )
+    assert disp.axes_.shape == (2, 2) and disp.test_ax_ is None
+    np.testing.assert_array_equal(disp.axes_[1, 0].images[0].get_array(), X_train[5, 0])
+
+
+def test_influence_errors(digits):
+    ex, X_train, y_noisy, _, x, y = digits
+    with pytest.raises(ValueError, match="image_shape needs X_train"):
+        InfluenceDisplay.from_explainer(ex, x, y, image_shape=(8, 8))
+    with pytest.raises(ValueError, match="holds 49 values"):
+        InfluenceDisplay.from_explainer(ex, x, y, X_train=X_train, image_shape=(7, 7))
+    with pytest.raises(ValueError, match="one test point"):
+        InfluenceDisplay.from_explainer(ex, X_train[:2], y_noisy[:2])
+    with pytest.raises(ValueError, match="X_train has 10 rows"):
+        InfluenceDisplay.from_explainer(ex, x, y, X_train=X_train[:10])
+    with pytest.raises(ValueError, match="y_train has 10 labels"):
+        InfluenceDisplay.from_explainer(ex, x, y, y_train=y_noisy[:10])
+    with pytest.raises(ValueError, match="k must be"):
+        InfluenceDisplay.from_scores([1.0, 2.0], k=3)
+    with pytest.raises(ValueError, match="NaN"):
+        InfluenceDisplay.from_scores([1.0, np.nan], k=1)
+
+
+# -- MislabelDisplay -------------------------------------------------------------------
+def test_mislabel_curves_by_hand():
+    flipped = [True, False, True, False, False]
+    scores = {"good": [0.9, 0.8, 0.7, 0.5, 0.3], "bad": [0.1, 0.8, 0.2, 0.5, 0.3]}
+    disp = MislabelDisplay.from_scores(flipped, scores)
+    assert list(disp.lines_) == ["good", "bad"]
+    np.testing.assert_allclose(disp.lines_["good"].get_ydata(), [0, 0.5, 0.5, 1, 1, 1])
+    np.testing.assert_allclose(disp.lines_["bad"].get_ydata(), [0, 0, 0, 0, 0.5, 1])
+    np.testing.assert_allclose(disp.lines_["good"].get_xdata(), [0, 0.2, 0.4, 0.6, 0.8, 1])
+    np.testing.assert_allclose(disp.chance_level_.get_ydata(), [0, 1])
+    assert len(disp.ax_.lines) == 3
+    # ROC AUC in the legend: good = 5/6 (0.7 loses to 0.8 only), bad = 0
+    legend = [t.get_text() for t in disp.ax_.get_legend().get_texts()]
+    assert legend == ["good (ROC AUC 0.833)", "bad (ROC AUC 0.000)", "random (expected)"]
+    assert disp.ax_.get_title() == "Mislabel detection"
+    assert disp.ax_.get_xlabel() == "fraction of training data checked"
+
+
+def test_mislabel_single_score_options():
+    fig, ax = plt.subplots()
+    disp = MislabelDisplay.from_scores(
+        [True, False], [1.0, 0.0], ax=ax, max_fraction=0.4, plot_chance_level=False
+    )
+    assert disp.ax_ is ax and disp.figure_ is fig
+    assert list(disp.lines_) == ["score"] and disp.chance_level_ is None
+    assert len(ax.lines) == 1
+    assert ax.get_xlim() == (0, 0.4)
+    with pytest.raises(ValueError, match="empty dict"):
+        MislabelDisplay.from_scores([True, False], {})
+
+
+def test_mislabel_from_explainer_labels_auto(digits):
+    ex, _, _, flipped, *_ = digits
+    disp = MislabelDisplay.from_explainer(ex, flipped)
+    auto = [name for name in disp.lines_ if name.endswith("(auto)")]
+    assert len(auto) == 1 and len(disp.lines_) == 3
+    _, expected = detection_curve(flipped, ex.mislabel_scores("loss"))
+    np.testing.assert_allclose(disp.lines_["loss"].get_ydata(), expected)
+    # auto already stands for one of the asked methods: one curve, not two
+    name = auto[0].split(" ")[0]
+    disp = MislabelDisplay.from_explainer(ex, flipped, methods=("auto", name))
+    assert list(disp.lines_) == [auto[0]]
+    with pytest.raises(ValueError, match="Unknown mislabel method"):
+        MislabelDisplay.from_explainer(ex, flipped, methods=("magic",))
+
+
+# -- SelfInfluenceDisplay --------------------------------------------------------------
+def test_self_influence_histogram_flags_top_k():
+    scores = np.array([0.1, 5.0, 0.3, 4.0, 0.2, 0.25])
+    disp = SelfInfluenceDisplay.from_scores(scores, k=2, name="self-influence", bins=4)
+    assert len(disp.patches_) == 4
+    assert sum(p.get_height() for p in disp.patches_) == 6
+    np.testing.assert_allclose(disp.flagged_marks_.get_xdata(), [5.0, 4.0])
+    assert disp.threshold_line_.get_xdata()[0] == 4.0
+    np.testing.assert_array_equal(disp.flagged, [False, True, False, True, False, False])
+    assert disp.ax_.get_title() == "Distribution of self-influence"
+    legend = [t.get_text() for t in disp.ax_.get_legend().get_texts()]
+    assert legend == ["flagged (2)", "threshold"]
+
+
+def test_self_influence_flagged_mask_or_indices():
+    scores = np.arange(10.0)
+    by_idx = SelfInfluenceDisplay.from_scores(scores, flagged=[2, 7])
+    np.testing.assert_allclose(by_idx.flagged_marks_.get_xdata(), [2.0, 7.0])
+    assert by_idx.threshold_line_ is None  # a given mask has no threshold
+    none = SelfInfluenceDisplay.from_scores(scores)
+    assert none.flagged_marks_ is None and none.ax_.get_legend() is None
+    with pytest.raises(ValueError, match="not both"):
+        SelfInfluenceDisplay.from_scores(scores, flagged=[1], k=2)
+    with pytest.raises(ValueError, match="out of range"):
+        SelfInfluenceDisplay.from_scores(scores, flagged=[10])
+    with pytest.raises(ValueError, match="shape"):
+        SelfInfluenceDisplay.from_scores(scores, flagged=np.ones(3, bool))
+
+
+def test_self_influence_from_explainer(digits):
+    ex, _, _, flipped, *_ = digits
+    disp = SelfInfluenceDisplay.from_explainer(ex, flagged=flipped, log=True)
+    assert len(disp.flagged_marks_.get_xdata()) == flipped.sum()
+    np.testing.assert_allclose(
+        np.sort(disp.flagged_marks_.get_xdata()), np.sort(ex.self_influence()[flipped])
+    )
+    assert disp.ax_.get_xlabel() == "self-influence"
+    assert disp.ax_.get_yscale() == "log"
+    disp = SelfInfluenceDisplay.from_explainer(ex, method="loss", fraction=0.1)
+    assert len(disp.flagged_marks_.get_xdata()) == 30
+    assert disp.ax_.get_title() == "Distribution of loss"
+
+
+# -- matplotlib stays optional --------------------------------------------------------
+def test_importing_plotting_does_not_import_matplotlib():
+    code = "import sys, skinfluence.plotting; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_matplotlib_is_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match="requires matplotlib"):
+        MislabelDisplay.from_scores([True, False], [1.0, 0.0])
