@@ -12,26 +12,20 @@ import numbers
 
 import numpy as np
 
-try:  # public up to scikit-learn 1.7, private since
-    from sklearn.utils import check_matplotlib_support
-except ImportError:  # pragma: no cover - depends on the scikit-learn version
-    try:
-        from sklearn.utils._optional_dependencies import check_matplotlib_support
-    except ImportError:
-
-        def check_matplotlib_support(caller_name):
-            """Raise an ImportError naming ``caller_name`` when matplotlib is missing."""
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError as e:
-                raise ImportError(
-                    f"{caller_name} requires matplotlib. You can install matplotlib with "
-                    "`pip install matplotlib`."
-                ) from e
-
-
 from skinfluence.metrics import detection_curve, roc_auc
 from skinfluence.mislabel import METHODS, all_mislabel_scores, auto_method, rank_suspects
+
+
+def check_matplotlib_support(caller_name):
+    """Raise an ImportError naming ``caller_name`` when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            f"{caller_name} requires matplotlib. You can install matplotlib with "
+            "`pip install matplotlib`."
+        ) from e
+
 
 HELPFUL_COLOR = "tab:blue"
 HARMFUL_COLOR = "tab:red"
