@@ -118,6 +118,8 @@ class TorchAdapter(ModelAdapter):
         )
         self.classes_ = self._classes()
         self._train = self.prepare(X, y)
+        if copy_X:  # torch.as_tensor shares memory with a matching numpy array
+            self._train = _Block(self._train.X.clone(), self._train.y.clone())
         n = self.n_samples(self._train)
         self.n_train = n
         s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
