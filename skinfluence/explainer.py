@@ -96,6 +96,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         Number of training samples.
     n_params_ : int
         Number of parameters influence is taken over (see Notes for the layout).
+    model_family_ : str
+        "linear" (closed-form adapter) or "torch" (skorch net).
     removal_weights_ : ndarray of shape (n_train,)
         ``s_i / S``, each point's share of the training objective (``1/n_train_``
         without sample weights). Removing point ``i`` changes a test loss by about
@@ -323,6 +325,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self.classes_ = adapter.classes_
         self.n_train_ = adapter.n_train
         self.n_params_ = adapter.n_params
+        self.model_family_ = adapter.family_name
         self.removal_weights_ = adapter.removal_weights
         self.solver_ = solver.name
         self.damping_ = solver.damping
@@ -557,7 +560,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         from skinfluence.mislabel import mislabel_scores
 
         check_is_fitted(self)
-        return mislabel_scores(self, method, family=self._adapter.family_name)
+        return mislabel_scores(self, method, family=self.model_family_)
 
     def find_mislabeled(self, k=None, fraction=None, method="auto"):
         """Training indices ranked by mislabel suspicion, most suspicious first.
@@ -617,8 +620,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
         data = self._prepare(X, y)
         influence = compute.influence_matrix(self._adapter, self._solver, data, **self._budget())
-        opts = {"refit_steps": refit_steps} if self._adapter.family_name == "torch" else {}
-        return validate(self, data, influence, n_points=n_points, **opts)
+        opts = {"refit_steps": refit_steps} if self.model_family_ == "torch" else {}
+        return validate(self._adapter, data, influence, n_points=n_points, **opts)
 
     def score(self, X, y, sample_weight=None):
         """The wrapped model's own ``score`` (accuracy or R^2), unchanged.

@@ -188,8 +188,7 @@ def auto_method(explainer):
     name : str
         A key of ``METHODS``.
     """
-    family = getattr(getattr(explainer, "_adapter", None), "family_name", "linear")
-    return resolve_method("auto", family)
+    return resolve_method("auto", getattr(explainer, "model_family_", "linear"))
 
 
 def mislabel_scores(explainer, method="auto", family="linear"):

@@ -5,7 +5,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.utils import Bunch
 
 
-def validate(explainer, test_data, influence, *, n_points=10, **retrain_options):
+def validate(adapter, test_data, influence, *, n_points=10, **retrain_options):
     """Predicted vs actual change of test loss when the most influential points go.
 
     For each test sample, the ``n_points`` training points with the largest
@@ -17,7 +17,6 @@ def validate(explainer, test_data, influence, *, n_points=10, **retrain_options)
     Returns a Bunch with ``train_indices``, ``predicted``, ``actual`` (each
     ``(n_test, n_points)``), ``pearson`` and ``spearman`` over all pairs.
     """
-    adapter = explainer._adapter
     n = adapter.n_train
     n_points = min(int(n_points), n)
     top = np.argsort(-np.abs(influence), axis=1)[:, :n_points]

@@ -305,3 +305,9 @@ def test_verbose_shows_progress_over_blocks(binary_data, capsys):
     assert "influence" in err and "/8 " in err  # 400 samples in blocks of 50
     quiet.self_influence()
     assert capsys.readouterr().err == ""
+
+
+def test_model_family_picks_the_auto_mislabel_score(fitted):
+    ex, X, y = fitted
+    assert ex.model_family_ == "linear"
+    np.testing.assert_array_equal(ex.mislabel_scores("auto"), ex.mislabel_scores("alo_loss"))

@@ -98,6 +98,7 @@ def test_linear_net_equals_closed_form_multinomial():
     ex_t = InfluenceExplainer(FrozenEstimator(net)).fit(X, y)
     ex_l = InfluenceExplainer(FrozenEstimator(lr)).fit(X, y)
     assert ex_t.stationarity_ < 1e-6
+    assert ex_t.model_family_ == "torch" and ex_l.model_family_ == "linear"
     np.testing.assert_allclose(
         ex_t.influence(X[:6], y[:6]), ex_l.influence(X[:6], y[:6]), rtol=1e-6
     )

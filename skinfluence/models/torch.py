@@ -113,9 +113,7 @@ class TorchAdapter(ModelAdapter):
         self.hessian_kind = hessian
         self.working_memory = working_memory
         self._setup_params(params, dtype, device)
-        self._binary = type(net).__name__ == "NeuralNetBinaryClassifier" or any(
-            type(c).__name__ == "NeuralNetBinaryClassifier" for c in type(net).__mro__
-        )
+        self._binary = any(c.__name__ == "NeuralNetBinaryClassifier" for c in type(net).__mro__)
         self.classes_ = self._classes()
         self._train = self.prepare(X, y)
         if copy_X:  # torch.as_tensor shares memory with a matching numpy array
