@@ -276,11 +276,11 @@ def _encode_columns(header, columns, target, drop):
     return X, y, kinds, np.flatnonzero(kept)
 
 
-def _logreg_pipeline(kinds, C):
+def _preprocessor(kinds, dense=False):
+    """Median-imputed, scaled numeric columns next to one-hot encoded text columns."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     transformers = []
@@ -289,19 +289,52 @@ def _logreg_pipeline(kinds, C):
         transformers.append(("numeric", numeric, kinds["numeric"]))
     if kinds["categorical"]:
         categorical = make_pipeline(
-            SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+            SimpleImputer(strategy="most_frequent"),
+            OneHotEncoder(handle_unknown="ignore", sparse_output=not dense),
         )
         transformers.append(("categorical", categorical, kinds["categorical"]))
+    return ColumnTransformer(transformers, sparse_threshold=0.0 if dense else 0.3)
+
+
+def _logreg_pipeline(X, kinds, n_classes, args):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
     return Pipeline(
         [
-            ("preprocess", ColumnTransformer(transformers)),
-            ("model", LogisticRegression(C=C, tol=1e-8, max_iter=5000)),
+            ("preprocess", _preprocessor(kinds)),
+            ("model", LogisticRegression(C=args.C, tol=1e-8, max_iter=5000)),
         ]
     )
 
 
-#: ``--model`` choices: name -> factory(kinds, args) of an unfitted estimator.
-MODELS = {"logreg": lambda kinds, args: _logreg_pipeline(kinds, args.C)}
+def _mlp_pipeline(X, kinds, n_classes, args):
+    try:
+        import torch
+
+        from skinfluence.tabular_mlp import make_mlp_classifier
+    except ImportError as exc:
+        raise ImportError(
+            f"--model mlp needs torch and skorch ({exc}); pip install 'skinfluence[torch]'"
+        ) from exc
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    preprocess = _preprocessor(kinds, dense=True)
+    width = preprocess.fit(X).transform(X[:1]).shape[1]
+    torch.manual_seed(args.seed)
+    return Pipeline(
+        [
+            ("preprocess", preprocess),
+            ("float32", FunctionTransformer(np.asarray, kw_args={"dtype": np.float32})),
+            ("model", make_mlp_classifier(width, n_classes, max_epochs=args.epochs)),
+        ]
+    )
+
+
+#: ``--model`` choices: name -> factory(X, kinds, n_classes, args) of an unfitted estimator
+#: for integer labels ``0 .. n_classes - 1``.
+MODELS = {"logreg": _logreg_pipeline, "mlp": _mlp_pipeline}
 
 
 # -- mislabels: the command ---------------------------------------------------------------------
@@ -313,21 +346,32 @@ def _mislabels(args):
         raise UsageError(f"--top must be at least 1, got {args.top}")
     header, columns = _read_csv(args.file)
     X, y, kinds, rows = _encode_columns(header, columns, args.target, args.drop or [])
-    model = MODELS[args.model](kinds, args)
+    if args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    classes, y_index = np.unique(y, return_inverse=True)
+    model = MODELS[args.model](X, kinds, len(classes), args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ex = InfluenceExplainer(model).fit(X, y)
+        # a net is not at an exact minimum and its Hessian can be indefinite: damp it
+        damping = 0.01 if args.model == "mlp" else 0.0
+        ex = InfluenceExplainer(model, damping=damping).fit(X, y_index)
         scores = ex.mislabel_scores(args.method)
+    shown = set()
     for w in caught:
-        print(f"skinfluence: warning: {_one_line(w.message)}", file=sys.stderr)
+        message = _one_line(w.message)
+        # deprecation notices inside torch or skorch are for developers, not for this user
+        if issubclass(w.category, DeprecationWarning | FutureWarning) or message in shown:
+            continue
+        shown.add(message)
+        print(f"skinfluence: warning: {message}", file=sys.stderr)
     method = f"{auto_method(ex)} (auto)" if args.method == "auto" else args.method
-    predicted = ex.estimator_.predict(X)
+    predicted = classes[np.asarray(ex.estimator_.predict(X)).astype(int)]
     order = rank_suspects(scores)
 
     print(
         f"skinfluence mislabels: {args.file}, {len(y)} rows, {len(kinds['numeric'])} numeric "
         f"and {len(kinds['categorical'])} categorical feature columns, target {args.target!r} "
-        f"with {len(ex.classes_)} classes"
+        f"with {len(classes)} classes"
     )
     print(
         f"model: {args.model}, {ex.n_params_} parameters, solver={ex.solver_}, training "
@@ -394,7 +438,12 @@ def build_parser():
     )
     mis.add_argument("file", help="CSV file with a header line")
     mis.add_argument("--target", required=True, help="the column holding the labels")
-    mis.add_argument("--model", choices=sorted(MODELS), default="logreg", help="the classifier")
+    mis.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default="logreg",
+        help="logreg: logistic regression; mlp: a one-hidden-layer torch net (needs torch, skorch)",
+    )
     mis.add_argument(
         "--method",
         choices=["auto", *METHODS],
@@ -406,6 +455,8 @@ def build_parser():
     mis.add_argument("--plot", metavar="PLOT.png", help="write the score distribution, top marked")
     mis.add_argument("--drop", action="append", metavar="COLUMN", help="leave a column out")
     mis.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of logreg")
+    mis.add_argument("--epochs", type=int, default=500, help="full-batch training epochs of mlp")
+    mis.add_argument("--seed", type=int, default=0, help="random seed of mlp's initialisation")
     mis.set_defaults(func=_mislabels)
     return parser
 

@@ -74,8 +74,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         Budget in MiB for the largest temporary (a block of gradients and its
         products); None uses ``sklearn.get_config()["working_memory"]``.
     copy_X : bool, default=True
-        Keep a private copy of the training features, so that later changes to
-        the caller's array cannot change results.
+        Keep private copies of the training data (the prepared features used
+        for influence, and X, y themselves for the refits of the cross-fitted
+        mislabel scores), so that later changes to the caller's arrays cannot
+        change results. With False, only references are kept.
     random_state : int, RandomState instance or None, default=None
         Seed for the stochastic parts ("lissa" mini-batches, "lowrank" start
         vector, ``hessian_samples``).
@@ -278,12 +280,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 ) from exc
             model = inner
         else:
+            model_fit_params = dict(fit_params)
             if sample_weight is not None:
                 key = "sample_weight"
                 if isinstance(inner, Pipeline):
                     key = f"{inner.steps[-1][0]}__sample_weight"
-                fit_params = {**fit_params, key: sample_weight}
-            model = clone(inner).fit(X, y, **fit_params)
+                model_fit_params[key] = sample_weight
+            model = clone(inner).fit(X, y, **model_fit_params)
         self.estimator_ = model
         wm = self._working_memory()
         adapter = make_adapter(
@@ -322,6 +325,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         solver.fit(adapter)
         self._adapter = adapter
         self._solver = solver
+        # what the cross-fitted mislabel scores refit on (skinfluence.crossfit)
+        if self.copy_X:
+            X, y = _copy(X), _copy(y)
+            sample_weight = None if sample_weight is None else sample_weight.copy()
+        self._fit_inputs = (X, y, sample_weight, fit_params)
         self.classes_ = adapter.classes_
         self.n_train_ = adapter.n_train
         self.n_params_ = adapter.n_params
@@ -536,21 +544,31 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         data = self._data(X, y)
         return compute.gradient_norms(self._adapter, data, **self._budget())
 
-    def mislabel_scores(self, method="auto"):
+    def mislabel_scores(self, method="auto", *, cv=5):
         """One suspicion score per training point, higher = more likely mislabeled.
 
         Parameters
         ----------
         method : str, default="auto"
-            One of "auto", "alo_loss", "loo_loss", "self_influence", "loss",
-            "grad_norm". ``"self_influence"`` is Koh & Liang's score; ``"loss"`` the training
-            loss; ``"grad_norm"`` the gradient norm (no Hessian); ``"loo_loss"`` the
-            first-order leave-one-out loss of the point itself,
-            ``loss + removal_weights_ * self_influence``; ``"alo_loss"`` the
-            approximate leave-one-out loss (one Newton step with the point's own
-            curvature removed). ``"auto"`` is ``"alo_loss"`` for linear models and
-            ``"self_influence"`` for torch nets, as ``benchmarks/bench_mislabel.py``
-            found.
+            ``"auto"`` or one of the scores below. Without refitting:
+            ``"self_influence"`` (Koh & Liang's score), ``"loss"`` (training loss),
+            ``"grad_norm"`` (gradient norm, no Hessian), ``"loo_loss"`` (first-order
+            leave-one-out loss of the point itself,
+            ``loss + removal_weights_ * self_influence``) and ``"alo_loss"``
+            (approximate leave-one-out loss: one Newton step with the point's own
+            curvature removed). Cross-fitted, refitting the model on ``cv`` folds
+            of the training set (see :func:`skinfluence.crossfit.cross_fitted_losses`):
+            ``"cv_loss"`` (the loss under the fold model that did not see the
+            point), ``"cv_alo_loss"`` (the point's leave-one-out loss estimate,
+            averaged over the fold models and this one: held out by one, ``"alo_loss"``
+            under the others) and ``"cv_blend_loss"`` (the mean of ``"loss"`` and
+            ``"cv_alo_loss"``). ``"auto"`` is the score the study behind
+            ``benchmarks/bench_mislabel.py`` found best for the model family
+            (:data:`skinfluence.mislabel.AUTO`, ``"cv_blend_loss"`` for both
+            logistic regression and torch nets, so it refits the model ``cv``
+            times; see the "Mislabel detection" page).
+        cv : int, default=5
+            Number of folds of the cross-fitted scores.
 
         Returns
         -------
@@ -560,9 +578,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         from skinfluence.mislabel import mislabel_scores
 
         check_is_fitted(self)
-        return mislabel_scores(self, method, family=self.model_family_)
+        return mislabel_scores(self, method, family=self.model_family_, cv=cv)
 
-    def find_mislabeled(self, k=None, fraction=None, method="auto"):
+    def find_mislabeled(self, k=None, fraction=None, method="auto", *, cv=5):
         """Training indices ranked by mislabel suspicion, most suspicious first.
 
         Parameters
@@ -574,6 +592,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             indices are returned, ranked.
         method : str, default="auto"
             The score, as in :meth:`mislabel_scores`.
+        cv : int, default=5
+            Number of folds of the cross-fitted scores.
 
         Returns
         -------
@@ -582,7 +602,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         from skinfluence.mislabel import rank_suspects
 
-        return rank_suspects(self.mislabel_scores(method), k=k, fraction=fraction)
+        return rank_suspects(self.mislabel_scores(method, cv=cv), k=k, fraction=fraction)
 
     def validate(self, X, y, *, n_points=10, refit_steps=100, random_state=None):
         """Check the estimates against real retraining on your own model and data.
@@ -666,6 +686,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         tags.input_tags.sparse = get_tags(model).input_tags.sparse
         tags.input_tags.allow_nan = get_tags(model).input_tags.allow_nan
         return tags
+
+
+def _copy(a):
+    if hasattr(a, "clone") and hasattr(a, "detach"):  # torch tensor
+        return a.detach().clone()
+    return a.copy() if hasattr(a, "copy") else list(a)
 
 
 def _num_samples(X):

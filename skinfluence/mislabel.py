@@ -2,8 +2,10 @@
 
 Each score is one number per training point, higher = more suspicious. They use
 only the explainer's public methods and attributes (``loss``, ``self_influence``,
-``gradient_norms``, ``removal_weights_``, ``classes_``), so they serve every model
-family the explainer supports.
+``gradient_norms``, ``removal_weights_``, ``classes_``) and, for the cross-fitted
+``cv_*`` scores, explainers refitted on folds of its training data
+(:mod:`skinfluence.crossfit`), so they serve every model family the explainer
+supports.
 
 Which score wins is measured by ``benchmarks/bench_mislabel.py`` (see the
 "Mislabel detection" page of the documentation); ``AUTO`` records the result.
@@ -132,7 +134,26 @@ def _as_float_triplet(*arrays):
     return out
 
 
+def _cross_fitted(ex, cache):
+    if "cross_fitted" not in cache:
+        from skinfluence.crossfit import cross_fitted_losses
+
+        cache["cross_fitted"] = cross_fitted_losses(
+            ex, cv=cache.get("cv", 5), alo_loss=_alo_loss(ex, cache)
+        )
+    return cache["cross_fitted"]
+
+
+def _cv_blend_loss(ex, cache):
+    # the training loss is optimistic about a point the model fitted, its held-out
+    # and leave-one-out losses pessimistic about a correct but atypical point
+    return 0.5 * (_get(ex, cache, "loss") + _cross_fitted(ex, cache).loo_mean)
+
+
 METHODS = {
+    "cv_loss": lambda ex, cache: _cross_fitted(ex, cache).held_out,
+    "cv_alo_loss": lambda ex, cache: _cross_fitted(ex, cache).loo_mean,
+    "cv_blend_loss": _cv_blend_loss,
     "alo_loss": _alo_loss,
     "loo_loss": _loo_loss,
     "self_influence": lambda ex, cache: _get(ex, cache, "self_influence"),
@@ -140,15 +161,14 @@ METHODS = {
     "grad_norm": lambda ex, cache: _get(ex, cache, "grad_norm"),
 }
 
-#: What ``method="auto"`` means, per model family: the score with the best mean fraction
-#: of flips found at 10% and 20% checked over the data sets of
-#: ``benchmarks/bench_mislabel.py`` (logreg rows for "linear", mlp rows for "torch").
-#: Both choices are narrow wins: "alo_loss" over "loo_loss" for linear models, and
-#: "self_influence" over "alo_loss" for the memorising MLP.
-AUTO = {"linear": "alo_loss", "torch": "self_influence"}
+#: What ``method="auto"`` means, per model family: the score with the best fraction of
+#: flips found at 10% and 20% checked in the study behind ``benchmarks/bench_mislabel.py``
+#: (logistic regression and a memorising MLP on three data sets; see the "Mislabel
+#: detection" page of the documentation). The same score won for both families.
+AUTO = {"linear": "cv_blend_loss", "torch": "cv_blend_loss"}
 
 #: Used for a family the benchmark has not measured yet.
-DEFAULT_AUTO = "loo_loss"
+DEFAULT_AUTO = "cv_blend_loss"
 
 
 def resolve_method(method, family="linear"):
@@ -191,7 +211,7 @@ def auto_method(explainer):
     return resolve_method("auto", getattr(explainer, "model_family_", "linear"))
 
 
-def mislabel_scores(explainer, method="auto", family="linear"):
+def mislabel_scores(explainer, method="auto", family="linear", cv=5):
     """One suspicion score per training point of a fitted explainer (higher = worse).
 
     Parameters
@@ -201,23 +221,28 @@ def mislabel_scores(explainer, method="auto", family="linear"):
     method : str, default="auto"
         ``"auto"`` or one of ``METHODS``: ``"alo_loss"`` (approximate
         leave-one-out loss, :func:`alo_log_loss`), ``"loo_loss"`` (first-order
-        leave-one-out loss), ``"self_influence"``, ``"loss"``, ``"grad_norm"``.
+        leave-one-out loss), ``"self_influence"``, ``"loss"``, ``"grad_norm"``,
+        and the cross-fitted ``"cv_loss"``, ``"cv_alo_loss"`` and
+        ``"cv_blend_loss"`` (see :meth:`InfluenceExplainer.mislabel_scores`).
     family : str, default="linear"
         The model family, which ``"auto"`` is resolved for.
+    cv : int, default=5
+        Number of folds of the cross-fitted (``"cv_*"``) scores.
 
     Returns
     -------
     scores : ndarray of shape (n_train,)
         Suspicion scores.
     """
-    return np.asarray(METHODS[resolve_method(method, family)](explainer, {}), dtype=float)
+    name = resolve_method(method, family)
+    return np.asarray(METHODS[name](explainer, {"cv": cv}), dtype=float)
 
 
-def all_mislabel_scores(explainer, methods=None):
+def all_mislabel_scores(explainer, methods=None, cv=5):
     """Several suspicion scores at once, sharing the per-sample work between them.
 
-    Self-influence, the loss and gradient norms are computed once however many
-    scores use them (self-influence is the expensive one for large models).
+    Self-influence, the loss, gradient norms and the cross-fitted refits are
+    computed once however many scores use them.
 
     Parameters
     ----------
@@ -225,6 +250,8 @@ def all_mislabel_scores(explainer, methods=None):
         A fitted explainer.
     methods : sequence of str, default=None
         Names from ``METHODS`` (not ``"auto"``); None means all of them.
+    cv : int, default=5
+        Number of folds of the cross-fitted (``"cv_*"``) scores.
 
     Returns
     -------
@@ -232,7 +259,7 @@ def all_mislabel_scores(explainer, methods=None):
         Suspicion scores by method, in the order asked for.
     """
     methods = list(METHODS) if methods is None else list(methods)
-    cache = {}
+    cache = {"cv": cv}
     out = {}
     for name in methods:
         if name not in METHODS:

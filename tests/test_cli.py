@@ -10,6 +10,7 @@ import pytest
 from sklearn.datasets import make_classification
 
 from skinfluence.datasets import flip_labels
+from skinfluence.mislabel import AUTO
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -92,7 +93,7 @@ def test_mislabels_ranks_flipped_rows_first(good_csv, tmp_path):
     res = run("mislabels", path, "--target", "label", "--top", "5", "--out", out, "--plot", plot)
     assert res.returncode == 0, res.stderr
     assert "300 rows, 4 numeric and 1 categorical feature columns" in res.stdout
-    assert "score: alo_loss (auto)" in res.stdout
+    assert f"score: {AUTO['linear']} (auto)" in res.stdout
     shown = _ranked_rows(res.stdout)
     assert [r[0] for r in shown] == [1, 2, 3, 4, 5]
     assert all(lab == noisy[row] for _, row, lab, _ in shown)
@@ -210,6 +211,28 @@ def test_mislabels_rows_without_a_label_are_left_out(tmp_path):
     assert "2 rows without a 'y' label are left out" in res.stderr
     assert "40 rows" in res.stdout
     assert len(out.read_text().splitlines()) == 41
+
+
+def test_mislabels_with_the_mlp(good_csv, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    path, flipped, noisy = good_csv
+    out = tmp_path / "ranked.csv"
+    res = run(
+        "mislabels", path, "--target", "label", "--model", "mlp", "--epochs", "300", "--out", out
+    )
+    assert res.returncode == 0, res.stderr
+    assert "DeprecationWarning" not in res.stderr and "deprecated" not in res.stderr
+    assert "model: mlp, 290 parameters" in res.stdout  # (4 numbers + 2 colours + 1) x 32 + 33 x 2
+    assert f"score: {AUTO['torch']} (auto)" in res.stdout
+    with open(out, newline="") as fh:
+        ranked = list(csv.DictReader(fh))
+    assert all(r["label"] == noisy[int(r["row"])] for r in ranked)
+    assert {r["predicted"] for r in ranked} <= {"ham", "spam"}
+    top = [int(r["row"]) for r in ranked[:30]]
+    assert flipped[top].mean() > 0.8
+    same = run("mislabels", path, "--target", "label", "--model", "mlp", "--epochs", "300")
+    assert same.stdout == res.stdout.split("\nwrote")[0]  # seeded: the same ranking
 
 
 def test_mislabels_unknown_model_is_an_argparse_error(good_csv):
