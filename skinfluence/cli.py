@@ -38,6 +38,7 @@ def _demo(args):
     from skinfluence import InfluenceExplainer
     from skinfluence.datasets import flip_labels
     from skinfluence.metrics import fraction_found
+    from skinfluence.mislabel import auto_method
 
     t0 = time.perf_counter()
     X, y = load_digits(return_X_y=True)
@@ -49,6 +50,7 @@ def _demo(args):
     ex = InfluenceExplainer(model).fit(X_train, y_noisy)
     self_inf = ex.self_influence()
     loss = ex.loss()
+    auto = ex.mislabel_scores("auto")
 
     print(
         f"skinfluence demo: digits, {len(y_train)} training images, "
@@ -62,16 +64,16 @@ def _demo(args):
     )
     print()
     print("Fraction of flipped labels found after checking the top of each ranking")
+    auto_name = f"auto ({auto_method(ex)})"
     header = (
         f"{'checked':>8} | {'self-influence':>14} | {'training loss':>13} | "
-        f"{'random (expected)':>17}"
+        f"{auto_name:>{len(auto_name)}} | {'random (expected)':>17}"
     )
     print(header)
     print("-" * len(header))
-    found_si = fraction_found(flipped, self_inf, DEMO_FRACTIONS)
-    found_loss = fraction_found(flipped, loss, DEMO_FRACTIONS)
-    for f, a, b in zip(DEMO_FRACTIONS, found_si, found_loss, strict=True):
-        print(f"{f:>8.0%} | {a:>14.2f} | {b:>13.2f} | {f:>17.2f}")
+    found = [fraction_found(flipped, s, DEMO_FRACTIONS) for s in (self_inf, loss, auto)]
+    for f, a, b, c in zip(DEMO_FRACTIONS, *found, strict=True):
+        print(f"{f:>8.0%} | {a:>14.2f} | {b:>13.2f} | {c:>{len(auto_name)}.2f} | {f:>17.2f}")
 
     pred = ex.estimator_.predict(X_test)
     wrong = np.flatnonzero(pred != y_test)
@@ -421,7 +423,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
-        help="find flipped labels in digits by self-influence, and explain one error",
+        help="find flipped labels in digits (self-influence, loss, auto), and explain one error",
     )
     demo.add_argument("--noise", type=float, default=0.1, help="fraction of labels flipped")
     demo.add_argument("--seed", type=int, default=0, help="random seed")

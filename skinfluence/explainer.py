@@ -330,6 +330,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             X, y = _copy(X), _copy(y)
             sample_weight = None if sample_weight is None else sample_weight.copy()
         self._fit_inputs = (X, y, sample_weight, fit_params)
+        self._cross_fitted_cache = {}  # cv -> skinfluence.crossfit.cross_fitted_losses
         self.classes_ = adapter.classes_
         self.n_train_ = adapter.n_train
         self.n_params_ = adapter.n_params

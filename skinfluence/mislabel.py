@@ -138,9 +138,12 @@ def _cross_fitted(ex, cache):
     if "cross_fitted" not in cache:
         from skinfluence.crossfit import cross_fitted_losses
 
-        cache["cross_fitted"] = cross_fitted_losses(
-            ex, cv=cache.get("cv", 5), alo_loss=_alo_loss(ex, cache)
-        )
+        # kept on the explainer: later calls reuse the refits (and, for a net, agree)
+        stored = getattr(ex, "_cross_fitted_cache", {})
+        cv = cache.get("cv", 5)
+        if cv not in stored:
+            stored[cv] = cross_fitted_losses(ex, cv=cv, alo_loss=_alo_loss(ex, cache))
+        cache["cross_fitted"] = stored[cv]
     return cache["cross_fitted"]
 
 
@@ -235,7 +238,7 @@ def mislabel_scores(explainer, method="auto", family="linear", cv=5):
         Suspicion scores.
     """
     name = resolve_method(method, family)
-    return np.asarray(METHODS[name](explainer, {"cv": cv}), dtype=float)
+    return np.array(METHODS[name](explainer, {"cv": cv}), dtype=float)
 
 
 def all_mislabel_scores(explainer, methods=None, cv=5):
@@ -264,7 +267,7 @@ def all_mislabel_scores(explainer, methods=None, cv=5):
     for name in methods:
         if name not in METHODS:
             raise ValueError(f"Unknown mislabel method {name!r}; choose from {sorted(METHODS)}.")
-        out[name] = np.asarray(METHODS[name](explainer, cache), dtype=float)
+        out[name] = np.array(METHODS[name](explainer, cache), dtype=float)
     return out
 
 

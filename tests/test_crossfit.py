@@ -158,3 +158,32 @@ def test_torch_net_folds_are_refitted_from_the_same_generator():
     # a point's loss is higher under a model that never saw it
     assert got.held_out.mean() > ex.loss().mean()
     assert np.all(np.isfinite(got.loo_mean)) and np.all(got.loo_mean >= 0)
+
+
+def test_refits_are_done_once_per_explainer_and_cv(three_class, monkeypatch):
+    import skinfluence.crossfit as crossfit
+
+    calls = []
+    original = crossfit.cross_fitted_losses
+
+    def counting(ex, cv=5, alo_loss=None):
+        calls.append(cv)
+        return original(ex, cv=cv, alo_loss=alo_loss)
+
+    monkeypatch.setattr(crossfit, "cross_fitted_losses", counting)
+    X, y = three_class
+    ex = InfluenceExplainer(LogisticRegression(**TIGHT)).fit(X, y)
+    first = ex.mislabel_scores("cv_loss")
+    first[:] = -1.0  # the caller's array is a copy: the stored losses are untouched
+    again = ex.mislabel_scores("cv_loss")
+    assert np.all(again >= 0)
+    ranked = ex.find_mislabeled(k=10, method="cv_blend_loss")
+    np.testing.assert_array_equal(
+        ranked, np.argsort(-ex.mislabel_scores("cv_blend_loss"), kind="stable")[:10]
+    )
+    assert calls == [5]
+    ex.mislabel_scores("cv_loss", cv=3)
+    assert calls == [5, 3]
+    ex.fit(X, y)  # a new fit forgets the refits of the old one
+    ex.mislabel_scores("cv_loss")
+    assert calls == [5, 3, 5]
