@@ -15,14 +15,14 @@ import scipy.sparse as sp
 _BYTES = 8  # float64
 
 
-def _progress(iterable, total, desc, verbose):
+def _progress(iterable, total, desc, verbose, unit="block"):
     if not verbose:
         return iterable
     try:
         from tqdm.auto import tqdm
     except ImportError:  # progress bars are a convenience, never a requirement
         return iterable
-    return tqdm(iterable, total=total, desc=desc, unit="block", leave=False)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
 
 
 def row_blocks(n_rows, bytes_per_row, working_memory, batch_size=None):

@@ -77,7 +77,11 @@ def cross_fitted_losses(explainer, cv=5, alo_loss=None):
     if alo_loss is None:
         alo_loss = mislabel_scores(explainer, "alo_loss", family)
     loo_sum = np.array(alo_loss, dtype=float)
-    for k, (train, test) in enumerate(folds.split(np.zeros((n, 1)), labels), start=1):
+    from skinfluence.compute import _progress
+
+    splits = folds.split(np.zeros((n, 1)), labels)
+    splits = _progress(splits, cv, "cross-fit", explainer.verbose, unit="fold")
+    for k, (train, test) in enumerate(splits, start=1):
         fold = clone(explainer).set_params(estimator=clone(model), verbose=0)
         try:
             fold.fit(
