@@ -102,7 +102,7 @@ def cross_fitted_losses(explainer, cv=5, alo_loss=None):
 def _take(a, index):
     if sp.issparse(a):
         return a.tocsr()[index]
-    if hasattr(a, "iloc") or isinstance(a, np.ndarray | list):
+    if hasattr(a, "iloc") or isinstance(a, np.ndarray):
         return _safe_indexing(a, index)
     return a[index]  # torch tensors
 

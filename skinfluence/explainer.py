@@ -8,6 +8,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -326,10 +327,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._adapter = adapter
         self._solver = solver
         # what the cross-fitted mislabel scores refit on (skinfluence.crossfit)
-        if self.copy_X:
-            X, y = _copy(X), _copy(y)
-            sample_weight = None if sample_weight is None else sample_weight.copy()
-        self._fit_inputs = (X, y, sample_weight, fit_params)
+        if self.copy_X and sample_weight is not None:
+            sample_weight = sample_weight.copy()
+        self._fit_inputs = (
+            _indexable(X, self.copy_X),
+            _indexable(y, self.copy_X),
+            sample_weight,
+            fit_params,
+        )
         self._cross_fitted_cache = {}  # cv -> skinfluence.crossfit.cross_fitted_losses
         self.classes_ = adapter.classes_
         self.n_train_ = adapter.n_train
@@ -689,10 +694,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
-def _copy(a):
-    if hasattr(a, "clone") and hasattr(a, "detach"):  # torch tensor
-        return a.detach().clone()
-    return a.copy() if hasattr(a, "copy") else list(a)
+def _indexable(a, copy):
+    """A fit input as something rows can be taken from (a copy when asked)."""
+    if hasattr(a, "detach") and hasattr(a, "clone"):  # torch tensor
+        return a.detach().clone() if copy else a
+    if sp.issparse(a) or hasattr(a, "iloc"):  # sparse matrix, pandas
+        return a.copy() if copy else a
+    arr = np.asarray(a)  # lists and other array-likes become arrays (a copy already)
+    return arr.copy() if copy and arr is a else arr
 
 
 def _num_samples(X):

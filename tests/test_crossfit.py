@@ -187,3 +187,21 @@ def test_refits_are_done_once_per_explainer_and_cv(three_class, monkeypatch):
     ex.fit(X, y)  # a new fit forgets the refits of the old one
     ex.mislabel_scores("cv_loss")
     assert calls == [5, 3, 5]
+
+
+@pytest.mark.parametrize("container", ["csr", "dataframe", "list"])
+def test_any_input_container_refits_like_an_array(three_class, container):
+    X, y = three_class
+    model = LogisticRegression(**TIGHT)
+    expected = InfluenceExplainer(model).fit(X, y).mislabel_scores("cv_loss")
+    if container == "csr":
+        import scipy.sparse as sp
+
+        Xc = sp.csr_matrix(X)
+    elif container == "dataframe":
+        pd = pytest.importorskip("pandas")
+        Xc = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])
+    else:
+        Xc = X.tolist()
+    got = InfluenceExplainer(model).fit(Xc, list(y)).mislabel_scores("cv_loss")
+    np.testing.assert_allclose(got, expected, rtol=1e-7)
