@@ -15,6 +15,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import Bunch, _safe_indexing
 
+from skinfluence.compute import _progress
 from skinfluence.solvers import SingularHessianError
 
 
@@ -25,9 +26,10 @@ def cross_fitted_losses(explainer, cv=5, alo_loss=None):
     classifier), each time inside an explainer with the same parameters, on the
     data the explainer was fitted on. The folds are consecutive, as in
     :func:`sklearn.model_selection.cross_val_predict`, or shuffled with the
-    explainer's ``random_state`` when it is set. A frozen model is refitted from a clone of
-    it (its hyperparameters). Torch nets draw their initialisation from torch's
-    global generator: seed it (``torch.manual_seed``) for reproducible scores.
+    explainer's ``random_state`` when it is set. A frozen model is refitted from
+    a clone of it (its hyperparameters). Torch nets draw their initialisation
+    from torch's global generator: seed it (``torch.manual_seed``) for
+    reproducible scores.
 
     Parameters
     ----------
@@ -77,8 +79,6 @@ def cross_fitted_losses(explainer, cv=5, alo_loss=None):
     if alo_loss is None:
         alo_loss = mislabel_scores(explainer, "alo_loss", family)
     loo_sum = np.array(alo_loss, dtype=float)
-    from skinfluence.compute import _progress
-
     splits = folds.split(np.zeros((n, 1)), labels)
     splits = _progress(splits, cv, "cross-fit", explainer.verbose, unit="fold")
     for k, (train, test) in enumerate(splits, start=1):
