@@ -351,13 +351,14 @@ def _mislabels(args):
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     classes, y_index = np.unique(y, return_inverse=True)
+    _check_folds(args, classes, np.bincount(y_index))
     model = MODELS[args.model](X, kinds, len(classes), args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # a net is not at an exact minimum and its Hessian can be indefinite: damp it
         damping = 0.01 if args.model == "mlp" else 0.0
         ex = InfluenceExplainer(model, damping=damping).fit(X, y_index)
-        scores = ex.mislabel_scores(args.method)
+        scores = ex.mislabel_scores(args.method, cv=args.cv)
     shown = set()
     for w in caught:
         message = _one_line(w.message)
@@ -400,6 +401,20 @@ def _mislabels(args):
         plt.close(disp.figure_)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _check_folds(args, classes, counts):
+    """A cross-fitted score needs every class in every fold: say so in the user's terms."""
+    from skinfluence.mislabel import resolve_method
+
+    family = "torch" if args.model == "mlp" else "linear"
+    method = resolve_method(args.method, family)
+    if method.startswith("cv_") and args.cv >= 2 and counts.min() < args.cv:
+        rare = classes[counts.argmin()]
+        raise UsageError(
+            f"class {str(rare)!r} has only {counts.min()} rows, fewer than the {args.cv} folds "
+            f"the {method} score refits on; pass a smaller --cv or --method alo_loss"
+        )
 
 
 def _cut(value, width=16):
@@ -457,6 +472,9 @@ def build_parser():
     mis.add_argument("--plot", metavar="PLOT.png", help="write the score distribution, top marked")
     mis.add_argument("--drop", action="append", metavar="COLUMN", help="leave a column out")
     mis.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of logreg")
+    mis.add_argument(
+        "--cv", type=int, default=5, help="folds of the cross-fitted scores (auto, cv_*)"
+    )
     mis.add_argument("--epochs", type=int, default=500, help="full-batch training epochs of mlp")
     mis.add_argument("--seed", type=int, default=0, help="random seed of mlp's initialisation")
     mis.set_defaults(func=_mislabels)

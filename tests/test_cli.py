@@ -180,6 +180,12 @@ BAD = {
     "not text": (b"\x89PNG\r\n\x1a\n\xff\xfe", ["--target", "y"], "is not UTF-8 text"),
     "unknown drop": ("a,y\n1,0\n2,1\n", ["--target", "y", "--drop", "b"], "unknown column(s): b"),
     "bad top": ("a,y\n1,0\n2,1\n", ["--target", "y", "--top", "0"], "--top must be at least 1"),
+    "rare class": (
+        "a,y\n" + "".join(f"{i},{'x' if i < 3 else i % 2}\n" for i in range(40)),
+        ["--target", "y"],
+        "class 'x' has only 3 rows, fewer than the 5 folds",
+    ),
+    "bad cv": ("a,y\n1,0\n2,1\n", ["--target", "y", "--cv", "1"], "cv must be an int >= 2"),
 }
 
 
