@@ -35,7 +35,7 @@ threads cost far more than they save on them.
 Usage::
 
     python benchmarks/bench_mislabel.py                       # logreg, 10 seeds (~1 min)
-    python benchmarks/bench_mislabel.py --models mlp --n-jobs 2          # MLP (~30 min)
+    python benchmarks/bench_mislabel.py --models mlp --n-jobs 2          # MLP (~35 min)
     python benchmarks/bench_mislabel.py --seeds 3 --datasets breast_cancer
     python benchmarks/bench_mislabel.py --json benchmarks/results/mislabel.json
 """
@@ -371,7 +371,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument(
-        "--models", default="logreg", help="logreg (about a minute), mlp (about 45 min on 2 cores)"
+        "--models", default="logreg", help="logreg (about a minute), mlp (about 35 min on 2 cores)"
     )
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument(
