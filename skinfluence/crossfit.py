@@ -7,6 +7,7 @@ and feed the ``cv_*`` mislabel scores of :mod:`skinfluence.mislabel`.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,6 +17,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import Bunch, _safe_indexing
 
 from skinfluence.compute import _progress
+from skinfluence.explainer import STATIONARITY_WARN
 from skinfluence.solvers import SingularHessianError
 
 
@@ -81,21 +83,35 @@ def cross_fitted_losses(explainer, cv=5, alo_loss=None):
     loo_sum = np.array(alo_loss, dtype=float)
     splits = folds.split(np.zeros((n, 1)), labels)
     splits = _progress(splits, cv, "cross-fit", explainer.verbose, unit="fold")
+    stationarity = []
     for k, (train, test) in enumerate(splits, start=1):
         fold = clone(explainer).set_params(estimator=clone(model), verbose=0)
         try:
-            fold.fit(
-                _take(X, train),
-                _take(y, train),
-                sample_weight=None if sample_weight is None else sample_weight[train],
-            )
+            with warnings.catch_warnings():
+                # reported once for all folds below, not once per fold
+                warnings.filterwarnings("ignore", "The fitted parameters are not a stationary")
+                fold.fit(
+                    _take(X, train),
+                    _take(y, train),
+                    sample_weight=None if sample_weight is None else sample_weight[train],
+                )
         except SingularHessianError as exc:
             raise SingularHessianError(
                 f"Refitting fold {k} of {cv} for a cross-fitted score: {exc}"
             ) from exc
+        stationarity.append(fold.stationarity_)
         held_out[test] = fold.loss(_take(X, test), _take(y, test))
         loo_sum[test] += held_out[test]
         loo_sum[train] += mislabel_scores(fold, "alo_loss", family)
+    off = [s for s in stationarity if not s <= STATIONARITY_WARN]
+    if off:
+        warnings.warn(
+            f"{len(off)} of the {cv} fold refits stopped short of an optimum (||grad R|| up to "
+            f"{max(off):.3g} times the typical per-sample gradient norm); their approximate "
+            "leave-one-out losses are rougher. Train the model longer or more tightly.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return Bunch(held_out=held_out, loo_mean=loo_sum / (cv + 1))
 
 
