@@ -329,8 +329,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         # what the cross-fitted mislabel scores refit on (skinfluence.crossfit)
         if self.copy_X and sample_weight is not None:
             sample_weight = sample_weight.copy()
+        shared = adapter.train_inputs  # a private copy already, for a bare linear model
         self._fit_inputs = (
-            _indexable(X, self.copy_X),
+            shared if shared is not None else _indexable(X, self.copy_X),
             _indexable(y, self.copy_X),
             sample_weight,
             fit_params,

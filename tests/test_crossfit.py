@@ -212,3 +212,17 @@ def test_any_input_container_refits_like_an_array(three_class, container):
         Xc = X.tolist()
     got = InfluenceExplainer(model).fit(Xc, list(y)).mislabel_scores("cv_loss")
     np.testing.assert_allclose(got, expected, rtol=1e-7)
+
+
+def test_a_bare_linear_model_holds_one_copy_of_the_training_features(three_class):
+    X, y = three_class
+    ex = InfluenceExplainer(LogisticRegression(**TIGHT)).fit(X, y)
+    kept = ex._fit_inputs[0]
+    assert kept is ex._adapter.train_data.X  # the refits reuse the prepared copy
+    assert not np.shares_memory(kept, X)
+    X32 = X.astype(np.float32)  # the model saw float32: the refits must too
+    ex32 = InfluenceExplainer(LogisticRegression(**TIGHT)).fit(X32, y)
+    assert ex32._fit_inputs[0].dtype == np.float32
+    assert not np.shares_memory(ex32._fit_inputs[0], X32)
+    by_ref = InfluenceExplainer(LogisticRegression(**TIGHT), copy_X=False).fit(X, y)
+    assert np.shares_memory(by_ref._fit_inputs[0], X)

@@ -46,6 +46,9 @@ class ModelAdapter(ABC):
     family_name: str = "model"
     #: Class labels for classifiers, None for regressors.
     classes_ = None
+    #: The training X exactly as passed (same values, dtype and container) when the
+    #: prepared training data already holds it, else None: saves a second copy.
+    train_inputs = None
 
     @abstractmethod
     def prepare(self, X, y):

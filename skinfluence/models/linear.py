@@ -39,6 +39,13 @@ class _Block:
         self.y = y
 
 
+def _same_container(prepared, original):
+    """Whether ``prepared`` can stand for ``original`` as model input (same type and dtype)."""
+    if sp.issparse(original):
+        return original.format == "csr" and original.dtype == prepared.dtype
+    return type(original) is np.ndarray and original.dtype == prepared.dtype
+
+
 def _shares_memory(prepared, original):
     if sp.issparse(prepared) or sp.issparse(original):
         a = getattr(prepared, "data", None)
@@ -119,6 +126,8 @@ class LinearAdapter(ModelAdapter):
         self._train = self.prepare(X, y)
         if copy_X and self.transform is None and _shares_memory(self._train.X, X):
             self._train.X = self._train.X.copy()
+        if self.transform is None and _same_container(self._train.X, X):
+            self.train_inputs = self._train.X
         n = self._train.X.shape[0]
         s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
         if self.family != "squared":
