@@ -79,6 +79,8 @@ disp = InfluenceDisplay.from_explainer(
     ex,
     X_test[t : t + 1],
     y_test[t : t + 1],
+    X_train=X_train,
+    y_train=y_noisy,
     k=5,
     image_shape=(8, 8),
 )

@@ -82,7 +82,7 @@ def explainer_html(explainer):
     html : str
         A ``<div>`` holding one table.
     """
-    from skinfluence.explainer import STATIONARITY_WARN
+    from skinfluence.compute import STATIONARITY_WARN
 
     fitted = hasattr(explainer, "n_train_")
     model = explainer.estimator_ if fitted else explainer.estimator

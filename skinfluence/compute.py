@@ -198,6 +198,10 @@ def gradient_norms(adapter, data, *, working_memory, batch_size=None, verbose=0)
     return out
 
 
+#: ``stationarity`` above which the fitted parameters count as no optimum (warned about).
+STATIONARITY_WARN = 1e-3
+
+
 def stationarity(adapter, *, working_memory, batch_size=None):
     """``||grad R(theta_hat)||`` relative to the RMS per-sample gradient norm.
 

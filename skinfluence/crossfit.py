@@ -14,55 +14,69 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, StratifiedKFold
-from sklearn.utils import Bunch, _safe_indexing
+from sklearn.utils import Bunch
 
-from skinfluence.compute import _progress
-from skinfluence.explainer import STATIONARITY_WARN
+from skinfluence.compute import STATIONARITY_WARN, _progress
 from skinfluence.solvers import SingularHessianError
 
 
-def cross_fitted_losses(explainer, cv=5, alo_loss=None):
-    """Out-of-fold losses and averaged leave-one-out loss estimates of the training set.
+def check_n_folds(cv):
+    """Validate a number of folds.
 
-    The wrapped model is cloned and fitted ``cv`` times (stratified folds for a
-    classifier), each time inside an explainer with the same parameters, on the
-    data the explainer was fitted on. The folds are consecutive, as in
+    Parameters
+    ----------
+    cv : int
+        Number of folds.
+
+    Returns
+    -------
+    cv : int
+        The same number, once checked to be an int >= 2 (else ValueError).
+    """
+    if not (isinstance(cv, numbers.Integral) and not isinstance(cv, bool) and cv >= 2):
+        raise ValueError(f"cv must be an int >= 2, got {cv!r}.")
+    return int(cv)
+
+
+def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
+    """Losses of the training points under models refitted on folds without them.
+
+    The explainer is cloned (same damping, solver, ...) with a clone of its
+    model and fitted ``cv`` times (stratified folds for a classifier) on ``X, y``,
+    the data it was fitted on. The folds are consecutive, as in
     :func:`sklearn.model_selection.cross_val_predict`, or shuffled with the
     explainer's ``random_state`` when it is set. A frozen model is refitted from
     a clone of it (its hyperparameters). Torch nets draw their initialisation
     from torch's global generator: seed it (``torch.manual_seed``) for
-    reproducible scores.
+    reproducible scores. Usually called through
+    :meth:`InfluenceExplainer.cross_fitted_losses`, which keeps the result.
 
     Parameters
     ----------
     explainer : InfluenceExplainer
-        A fitted explainer.
+        A fitted explainer: the template of the fold explainers.
+    X : array-like, sparse matrix or tensor of shape (n_train, ...)
+        The training inputs the explainer was fitted on.
+    y : array-like of shape (n_train,)
+        Their labels or targets.
+    sample_weight : ndarray of shape (n_train,), default=None
+        The sample weights it was fitted with.
     cv : int, default=5
         Number of folds (at least 2).
-    alo_loss : ndarray of shape (n_train,), default=None
-        The explainer's own ``mislabel_scores("alo_loss")`` when already computed.
 
     Returns
     -------
     result : Bunch
         ``held_out``, ndarray of shape (n_train,): each point's loss under the fold
-        model that did not see it. ``loo_mean``, ndarray of shape (n_train,): the
-        mean over the ``cv`` fold models and the full model of the point's
-        leave-one-out loss estimate: its held-out loss under the one model that
-        left it out, its approximate leave-one-out loss
-        (:func:`skinfluence.mislabel.alo_log_loss`) under every model trained on it.
+        model that did not see it. ``fold_loo_mean``, ndarray of shape (n_train,):
+        the mean over the ``cv`` fold models of the point's leave-one-out loss
+        estimate: its held-out loss under the one model that left it out, its
+        approximate leave-one-out loss (:func:`skinfluence.mislabel.alo_log_loss`)
+        under the others.
     """
     from skinfluence.mislabel import mislabel_scores
 
-    if not (isinstance(cv, numbers.Integral) and cv >= 2):
-        raise ValueError(f"cv must be an int >= 2, got {cv!r}.")
-    X, y, sample_weight, fit_params = explainer._fit_inputs
-    if fit_params:
-        raise ValueError(
-            "Cross-fitted scores refit the model on folds of the training set, which "
-            f"cannot split the fit parameters {sorted(fit_params)}; fit the explainer "
-            "without them or use a score that needs no refit (e.g. method='alo_loss')."
-        )
+    cv = check_n_folds(cv)
     n = explainer.n_train_
     labels = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
     # like cross_val_predict: consecutive folds unless a seed asks for shuffled ones
@@ -78,9 +92,7 @@ def cross_fitted_losses(explainer, cv=5, alo_loss=None):
         model = model.estimator
     family = explainer.model_family_
     held_out = np.empty(n)
-    if alo_loss is None:
-        alo_loss = mislabel_scores(explainer, "alo_loss", family)
-    loo_sum = np.array(alo_loss, dtype=float)
+    loo_sum = np.zeros(n)
     splits = folds.split(np.zeros((n, 1)), labels)
     splits = _progress(splits, cv, "cross-fit", explainer.verbose, unit="fold")
     stationarity = []
@@ -112,15 +124,14 @@ def cross_fitted_losses(explainer, cv=5, alo_loss=None):
             RuntimeWarning,
             stacklevel=3,
         )
-    return Bunch(held_out=held_out, loo_mean=loo_sum / (cv + 1))
+    return Bunch(held_out=held_out, fold_loo_mean=loo_sum / cv)
 
 
 def _take(a, index):
+    """Rows ``index`` of an array, sparse matrix, pandas object or tensor."""
     if sp.issparse(a):
-        return a.tocsr()[index]
-    if hasattr(a, "iloc") or isinstance(a, np.ndarray):
-        return _safe_indexing(a, index)
-    return a[index]  # torch tensors
+        a = a.tocsr()
+    return a.iloc[index] if hasattr(a, "iloc") else a[index]
 
 
 def _check_class_counts(y, cv):

@@ -16,12 +16,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch, get_tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skinfluence import compute
+from skinfluence import compute, crossfit
+from skinfluence.compute import STATIONARITY_WARN
 from skinfluence.models import SUPPORTED_LINEAR, check_supported, make_adapter
 from skinfluence.solvers import SOLVERS, make_solver
-
-#: ``||grad R|| / RMS ||g_i||`` above which fit warns that theta_hat is no optimum.
-STATIONARITY_WARN = 1e-3
 
 
 class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
@@ -336,7 +334,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             sample_weight,
             fit_params,
         )
-        self._cross_fitted_cache = {}  # cv -> skinfluence.crossfit.cross_fitted_losses
+        self._cross_fitted_cache = {}  # cv -> Bunch, see cross_fitted_losses
         self.classes_ = adapter.classes_
         self.n_train_ = adapter.n_train
         self.n_params_ = adapter.n_params
@@ -551,6 +549,45 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         data = self._data(X, y)
         return compute.gradient_norms(self._adapter, data, **self._budget())
 
+    def cross_fitted_losses(self, *, cv=5):
+        """Losses of the training points under models refitted on folds without them.
+
+        The model is refitted ``cv`` times, inside explainers with this one's
+        parameters, on stratified folds of the data passed to :meth:`fit`
+        (consecutive folds, or shuffled with ``random_state`` when it is set); see
+        :func:`skinfluence.crossfit.cross_fitted_losses`. The refits are done once
+        per ``cv`` and kept until the next :meth:`fit`. They feed the ``"cv_*"``
+        scores of :meth:`mislabel_scores`.
+
+        Parameters
+        ----------
+        cv : int, default=5
+            Number of folds (at least 2); every class needs at least ``cv`` samples.
+
+        Returns
+        -------
+        result : Bunch
+            ``held_out``: each training point's loss under the fold model that did
+            not see it. ``fold_loo_mean``: the mean over the fold models of the
+            point's leave-one-out loss estimate (its held-out loss under the model
+            that left it out, its ``"alo_loss"`` under the others). Both are
+            ndarrays of shape (n_train,), copies.
+        """
+        check_is_fitted(self)
+        cv = crossfit.check_n_folds(cv)
+        if cv not in self._cross_fitted_cache:
+            X, y, sample_weight, fit_params = self._fit_inputs
+            if fit_params:
+                raise ValueError(
+                    "Cross-fitted scores refit the model on folds of the training set, which "
+                    f"cannot split the fit parameters {sorted(fit_params)}; fit the explainer "
+                    "without them or use a score that needs no refit (e.g. method='alo_loss')."
+                )
+            self._cross_fitted_cache[cv] = crossfit.cross_fitted_losses(
+                self, X, y, sample_weight, cv=cv
+            )
+        return Bunch(**{k: v.copy() for k, v in self._cross_fitted_cache[cv].items()})
+
     def mislabel_scores(self, method="auto", *, cv=5):
         """One suspicion score per training point, higher = more likely mislabeled.
 
@@ -564,7 +601,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             ``loss + removal_weights_ * self_influence``) and ``"alo_loss"``
             (approximate leave-one-out loss: one Newton step with the point's own
             curvature removed). Cross-fitted, refitting the model on ``cv`` folds
-            of the training set (see :func:`skinfluence.crossfit.cross_fitted_losses`):
+            of the training set (see :meth:`cross_fitted_losses`):
             ``"cv_loss"`` (the loss under the fold model that did not see the
             point), ``"cv_alo_loss"`` (the point's leave-one-out loss estimate,
             averaged over the fold models and this one: held out by one, ``"alo_loss"``

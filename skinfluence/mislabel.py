@@ -2,10 +2,9 @@
 
 Each score is one number per training point, higher = more suspicious. They use
 only the explainer's public methods and attributes (``loss``, ``self_influence``,
-``gradient_norms``, ``removal_weights_``, ``classes_``) and, for the cross-fitted
-``cv_*`` scores, explainers refitted on folds of its training data
-(:mod:`skinfluence.crossfit`), so they serve every model family the explainer
-supports.
+``gradient_norms``, ``removal_weights_``, ``classes_`` and, for the cross-fitted
+``cv_*`` scores, ``cross_fitted_losses``), so they serve every model family the
+explainer supports.
 
 Which score wins is measured by ``benchmarks/bench_mislabel.py`` (see the
 "Mislabel detection" page of the documentation); ``AUTO`` records the result.
@@ -136,26 +135,26 @@ def _as_float_triplet(*arrays):
 
 def _cross_fitted(ex, cache):
     if "cross_fitted" not in cache:
-        from skinfluence.crossfit import cross_fitted_losses
-
-        # kept on the explainer: later calls reuse the refits (and, for a net, agree)
-        stored = getattr(ex, "_cross_fitted_cache", {})
-        cv = cache.get("cv", 5)
-        if cv not in stored:
-            stored[cv] = cross_fitted_losses(ex, cv=cv, alo_loss=_alo_loss(ex, cache))
-        cache["cross_fitted"] = stored[cv]
+        cache["cross_fitted"] = ex.cross_fitted_losses(cv=cache.get("cv", 5))
     return cache["cross_fitted"]
+
+
+def _cv_alo_loss(ex, cache):
+    # the full model's estimate joins the fold models' ones: a mean over cv + 1 models
+    cv = cache.get("cv", 5)
+    fold_mean = _cross_fitted(ex, cache).fold_loo_mean
+    return (cv * fold_mean + _alo_loss(ex, cache)) / (cv + 1)
 
 
 def _cv_blend_loss(ex, cache):
     # the training loss is optimistic about a point the model fitted, its held-out
     # and leave-one-out losses pessimistic about a correct but atypical point
-    return 0.5 * (_get(ex, cache, "loss") + _cross_fitted(ex, cache).loo_mean)
+    return 0.5 * (_get(ex, cache, "loss") + _cv_alo_loss(ex, cache))
 
 
 METHODS = {
     "cv_loss": lambda ex, cache: _cross_fitted(ex, cache).held_out,
-    "cv_alo_loss": lambda ex, cache: _cross_fitted(ex, cache).loo_mean,
+    "cv_alo_loss": _cv_alo_loss,
     "cv_blend_loss": _cv_blend_loss,
     "alo_loss": _alo_loss,
     "loo_loss": _loo_loss,

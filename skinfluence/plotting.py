@@ -109,7 +109,7 @@ class InfluenceDisplay:
     >>> X, y = load_digits(return_X_y=True)
     >>> ex = InfluenceExplainer(LogisticRegression(max_iter=2000)).fit(X[:500], y[:500])
     >>> disp = InfluenceDisplay.from_explainer(  # doctest: +SKIP
-    ...     ex, X[600:601], y[600:601], image_shape=(8, 8)
+    ...     ex, X[600:601], y[600:601], X_train=X[:500], y_train=y[:500], image_shape=(8, 8)
     ... )
     """
 
@@ -165,11 +165,10 @@ class InfluenceDisplay:
         y : array-like of shape (1,) or scalar
             Its label.
         X_train : array-like of shape (n_train, n_features), default=None
-            The training samples to draw; None means the data the explainer was
-            fitted on.
+            The training data the explainer was fitted on; required for images
+            (the explainer does not keep the raw training inputs).
         y_train : array-like of shape (n_train,), default=None
-            The training labels written next to each point; None means the labels
-            the explainer was fitted on.
+            The training labels, written next to each point.
         k : int, default=5
             How many helpful and how many harmful points.
         image_shape : tuple of int, default=None
@@ -187,10 +186,6 @@ class InfluenceDisplay:
         check_matplotlib_support(f"{cls.__name__}.from_explainer")
         X, y = _one_test_point(X, y)
         res = explainer.most_influential(X, y, k=k)
-        stored = getattr(explainer, "_fit_inputs", None)  # what the explainer was fitted on
-        if stored is not None:
-            X_train = stored[0] if X_train is None else X_train
-            y_train = stored[1] if y_train is None else y_train
         n_train = explainer.n_train_
         return cls._from_indices(
             res.helpful_indices[0],
@@ -282,7 +277,10 @@ class InfluenceDisplay:
         image_shape,
     ):
         if image_shape is not None and X_train is None:
-            raise ValueError("image_shape needs X_train, the training samples to draw.")
+            raise ValueError(
+                "image_shape needs X_train: the explainer does not keep the raw training "
+                "inputs, so pass the X it was fitted on."
+            )
         samples = labels = (None, None)
         if X_train is not None:
             if _n_rows(X_train) != n_train:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_iris, make_classification
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -13,7 +14,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skinfluence import InfluenceExplainer
-from skinfluence.crossfit import cross_fitted_losses
 
 TIGHT = {"tol": 1e-12, "max_iter": 10000}
 
@@ -75,13 +75,16 @@ def test_cv_alo_loss_averages_real_leave_one_out_losses():
             total[i] += v[0]
     expected = total / (cv + 1)
     ex = InfluenceExplainer(model).fit(X, y)
-    got = cross_fitted_losses(ex, cv=cv)
+    loo_mean = ex.mislabel_scores("cv_alo_loss", cv=cv)
     # one Newton step misses most on the highest-loss points (2.9% at a loss of 5.4)
-    np.testing.assert_allclose(got.loo_mean, expected, rtol=0.03)
-    assert np.median(np.abs(got.loo_mean / expected - 1)) < 1e-3
-    np.testing.assert_allclose(ex.mislabel_scores("cv_alo_loss", cv=cv), got.loo_mean)
+    np.testing.assert_allclose(loo_mean, expected, rtol=0.03)
+    assert np.median(np.abs(loo_mean / expected - 1)) < 1e-3
+    folds = ex.cross_fitted_losses(cv=cv)
     np.testing.assert_allclose(
-        ex.mislabel_scores("cv_blend_loss", cv=cv), 0.5 * (ex.loss() + got.loo_mean)
+        loo_mean, (cv * folds.fold_loo_mean + ex.mislabel_scores("alo_loss")) / (cv + 1)
+    )
+    np.testing.assert_allclose(
+        ex.mislabel_scores("cv_blend_loss", cv=cv), 0.5 * (ex.loss() + loo_mean)
     )
 
 
@@ -117,6 +120,8 @@ def test_scores_use_the_training_data_as_it_was_at_fit(three_class):
 
 def test_errors(three_class):
     X, y = three_class
+    with pytest.raises(NotFittedError):
+        InfluenceExplainer(LogisticRegression()).cross_fitted_losses()
     ex = InfluenceExplainer(LogisticRegression(**TIGHT)).fit(X, y)
     for bad in (1, 2.5, "5"):
         with pytest.raises(ValueError, match="cv must be an int >= 2"):
@@ -156,7 +161,7 @@ def test_torch_net_folds_are_refitted_from_the_same_generator():
     ex = InfluenceExplainer(net, damping=0.05).fit(X, y)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        got = cross_fitted_losses(ex)
+        got = ex.cross_fitted_losses()
     # 300 epochs of Adam is no optimum: one warning for all folds, not one per fold
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and "of the 5 fold refits stopped short" in messages[0]
@@ -164,7 +169,7 @@ def test_torch_net_folds_are_refitted_from_the_same_generator():
     np.testing.assert_allclose(got.held_out, expected, rtol=1e-4, atol=1e-6)
     # a point's loss is higher under a model that never saw it
     assert got.held_out.mean() > ex.loss().mean()
-    assert np.all(np.isfinite(got.loo_mean)) and np.all(got.loo_mean >= 0)
+    assert np.all(np.isfinite(got.fold_loo_mean)) and np.all(got.fold_loo_mean >= 0)
 
 
 def test_refits_are_done_once_per_explainer_and_cv(three_class, monkeypatch):
@@ -173,9 +178,9 @@ def test_refits_are_done_once_per_explainer_and_cv(three_class, monkeypatch):
     calls = []
     original = crossfit.cross_fitted_losses
 
-    def counting(ex, cv=5, alo_loss=None):
+    def counting(ex, X, y, sample_weight=None, *, cv=5):
         calls.append(cv)
-        return original(ex, cv=cv, alo_loss=alo_loss)
+        return original(ex, X, y, sample_weight, cv=cv)
 
     monkeypatch.setattr(crossfit, "cross_fitted_losses", counting)
     X, y = three_class
@@ -188,6 +193,10 @@ def test_refits_are_done_once_per_explainer_and_cv(three_class, monkeypatch):
     np.testing.assert_array_equal(
         ranked, np.argsort(-ex.mislabel_scores("cv_blend_loss"), kind="stable")[:10]
     )
+    direct = ex.cross_fitted_losses()
+    np.testing.assert_array_equal(direct.held_out, again)
+    direct.held_out[:] = -1.0  # a copy too
+    assert np.all(ex.cross_fitted_losses().held_out >= 0)
     assert calls == [5]
     ex.mislabel_scores("cv_loss", cv=3)
     assert calls == [5, 3]

@@ -135,7 +135,7 @@ def test_influence_images_with_a_channel_axis():
 def test_influence_errors(digits):
     ex, X_train, y_noisy, _, x, y = digits
     with pytest.raises(ValueError, match="image_shape needs X_train"):
-        InfluenceDisplay.from_scores([0.0, 1.0, -2.0], k=1, image_shape=(8, 8))
+        InfluenceDisplay.from_explainer(ex, x, y, image_shape=(8, 8))
     with pytest.raises(ValueError, match="holds 49 values"):
         InfluenceDisplay.from_explainer(ex, x, y, X_train=X_train, image_shape=(7, 7))
     with pytest.raises(ValueError, match="one test point"):
@@ -250,15 +250,3 @@ def test_missing_matplotlib_is_a_clear_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="requires matplotlib"):
         MislabelDisplay.from_scores([True, False], [1.0, 0.0])
-
-
-def test_influence_display_defaults_to_the_data_the_explainer_was_fitted_on(digits):
-    ex, X_train, y_noisy, _, x, y = digits
-    given = InfluenceDisplay.from_explainer(
-        ex, x, y, X_train=X_train, y_train=y_noisy, k=3, image_shape=(8, 8)
-    )
-    default = InfluenceDisplay.from_explainer(ex, x, y, k=3, image_shape=(8, 8))
-    for a, b in zip(given.axes_.ravel(), default.axes_.ravel(), strict=True):
-        np.testing.assert_array_equal(a.images[0].get_array(), b.images[0].get_array())
-        assert a.get_title() == b.get_title()
-    plt.close("all")
