@@ -57,10 +57,7 @@ _SHOWN = {"damping", "condition number"}
 
 def _solver_facts(explainer):
     """The fitted solver's own summary (CG residual, LiSSA scale, ...), if it has one."""
-    facts = getattr(explainer, "solver_summary_", None)
-    if facts is None:
-        solver = getattr(explainer, "_solver", None)
-        facts = solver.summary() if hasattr(solver, "summary") else {}
+    facts = getattr(explainer, "solver_summary_", None) or {}
     return {str(k): v for k, v in facts.items() if k not in _SHOWN}
 
 

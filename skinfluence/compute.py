@@ -12,7 +12,13 @@ blocks, each block's gradients formed and multiplied with ``A`` in one BLAS call
 import numpy as np
 import scipy.sparse as sp
 
-_BYTES = 8  # float64
+from skinfluence.exceptions import NonFiniteError
+
+#: What to do about an overflow, appended to every NonFiniteError message.
+_OVERFLOW_ADVICE = (
+    "the features (or targets) are too large for the products involved: standardise them "
+    "(e.g. a StandardScaler in a Pipeline), or for a net check its inputs and weights."
+)
 
 
 def _progress(iterable, total, desc, verbose, unit="block"):
@@ -33,41 +39,100 @@ def row_blocks(n_rows, bytes_per_row, working_memory, batch_size=None):
     return [slice(s, min(s + batch_size, n_rows)) for s in range(0, n_rows, batch_size)]
 
 
+class Blocking:
+    """The one memory policy: how many rows of a given width make one block.
+
+    Built by the explainer from its ``working_memory`` and ``batch_size`` and handed
+    to the adapter, which uses it for its own sweeps over the training set (Hessian,
+    HVPs, objective gradient); the functions of this module use it for theirs.
+    Widths are in bytes, computed by the caller in the adapter's ``itemsize``, so
+    that a float32 net is budgeted as float32.
+
+    Parameters
+    ----------
+    working_memory : float
+        Budget in MiB for the largest temporary of one block.
+    batch_size : int or None, default=None
+        Rows per block of the streams over samples (influence, self-influence,
+        losses, gradients); None derives it from ``working_memory``.
+    """
+
+    def __init__(self, working_memory, batch_size=None):
+        self.working_memory = float(working_memory)
+        self.batch_size = batch_size
+
+    def rows(self, n_rows, bytes_per_row, *, use_batch_size=True):
+        """Row slices of ``range(n_rows)`` whose rows of ``bytes_per_row`` fit the budget.
+
+        ``batch_size``, when set, fixes the rows per block instead, except with
+        ``use_batch_size=False`` (the adapters' sweeps for the Hessian and HVPs,
+        whose width is not a gradient's).
+        """
+        batch = self.batch_size if use_batch_size else None
+        return row_blocks(n_rows, bytes_per_row, self.working_memory, batch)
+
+    def __repr__(self):
+        return f"Blocking(working_memory={self.working_memory:g}, batch_size={self.batch_size})"
+
+
+def check_finite(values, what):
+    """Raise :class:`NonFiniteError` naming ``what`` when ``values`` holds inf or NaN.
+
+    Parameters
+    ----------
+    values : ndarray
+        A computed result.
+    what : str
+        What it is, for the message ("the influence matrix", ...).
+
+    Returns
+    -------
+    values : ndarray
+        Unchanged.
+    """
+    if sp.issparse(values):
+        finite = np.isfinite(values.data).all()
+    else:
+        finite = np.isfinite(values).all()
+    if not finite:
+        raise NonFiniteError(f"{what} overflowed to inf or NaN: {_OVERFLOW_ADVICE}")
+    return values
+
+
 def _dense(M):
     return M.toarray() if sp.issparse(M) else np.asarray(M)
 
 
 def solved_test_gradients(adapter, solver, test_data):
     """``H^-1 g_t`` for every test sample, as rows ``(n_test, n_params)``."""
-    G = _dense(adapter.per_sample_gradients(test_data))
-    return np.ascontiguousarray(solver.solve(G.T).T)
+    G = check_finite(_dense(adapter.per_sample_gradients(test_data)), "The test-point gradients")
+    A = np.ascontiguousarray(solver.solve(G.T).T)
+    return check_finite(A, "The solved test directions H^-1 g_test")
 
 
-def _streamed_rows(adapter, n_test, working_memory, batch_size, output_blocks=0):
+def _streamed_rows(adapter, n_test, policy, output_blocks=0):
     """Row blocks whose gradients plus ``output_blocks`` result blocks fit the budget."""
-    per_row = _BYTES * (adapter.n_params + output_blocks * n_test)
-    return row_blocks(adapter.n_train, per_row, working_memory, batch_size)
+    per_row = adapter.itemsize * (adapter.n_params + output_blocks * n_test)
+    return policy.rows(adapter.n_train, per_row)
 
 
-def iter_influence_blocks(
-    adapter, solver, test_data, *, working_memory, batch_size=None, verbose=0
-):
+def iter_influence_blocks(adapter, solver, test_data, *, policy, verbose=0):
     """Yield ``(train_slice, I_block)`` with ``I_block`` of shape ``(n_test, b)``.
 
     ``I_block`` holds Koh & Liang's ``I_up,loss`` for the training rows in
     ``train_slice``. Peak temporary memory: one block of training gradients and
-    one output block, bounded by ``working_memory`` MiB.
+    one output block, bounded by the policy's ``working_memory``.
     """
     A = solved_test_gradients(adapter, solver, test_data)
     M = adapter.asarray(np.ascontiguousarray(-A.T))
     train = adapter.train_data
     # a consumer holds one yielded block while the next is made: two alive at once
-    blocks = _streamed_rows(adapter, A.shape[0], working_memory, batch_size, output_blocks=2)
+    blocks = _streamed_rows(adapter, A.shape[0], policy, output_blocks=2)
     for idx in _progress(blocks, len(blocks), "influence", verbose):
         yield idx, adapter.gradients_dot(adapter.take(train, idx), M).T
 
 
-def influence_matrix(adapter, solver, test_data, *, working_memory, batch_size=None, verbose=0):
+def influence_matrix(adapter, solver, test_data, *, policy, verbose=0):
     """The full ``(n_test, n_train)`` matrix of ``I_up,loss`` (Koh & Liang sign)."""
     A = solved_test_gradients(adapter, solver, test_data)
     M = adapter.asarray(np.ascontiguousarray(-A.T))
@@ -75,13 +140,13 @@ def influence_matrix(adapter, solver, test_data, *, working_memory, batch_size=N
     # returned as its (Fortran-ordered) transpose: no copy of the output.
     out_t = np.empty((adapter.n_train, A.shape[0]))
     train = adapter.train_data
-    blocks = _streamed_rows(adapter, A.shape[0], working_memory, batch_size, output_blocks=1)
+    blocks = _streamed_rows(adapter, A.shape[0], policy, output_blocks=1)
     for idx in _progress(blocks, len(blocks), "influence", verbose):
         adapter.gradients_dot(adapter.take(train, idx), M, out=out_t[idx])
-    return out_t.T
+    return check_finite(out_t, "The influence matrix").T
 
 
-def self_influence(adapter, solver, data, *, working_memory, batch_size=None, verbose=0):
+def self_influence(adapter, solver, data, *, policy, verbose=0):
     """``g_i^T H^-1 g_i`` for every sample of a prepared block, ``(n,)``.
 
     With a solver that offers a factor ``W`` (``W W^T = H^-1``: direct, lowrank)
@@ -89,10 +154,10 @@ def self_influence(adapter, solver, data, *, working_memory, batch_size=None, ve
     """
     n = adapter.n_samples(data)
     out = np.empty(n)
-    W = solver.whitener() if hasattr(solver, "whitener") else None
+    W = solver.whitener()
     if W is not None:
         W = adapter.asarray(np.ascontiguousarray(W))
-    blocks = row_blocks(n, _BYTES * 3 * adapter.n_params, working_memory, batch_size)
+    blocks = policy.rows(n, adapter.itemsize * 3 * adapter.n_params)
     for idx in _progress(blocks, len(blocks), "self-influence", verbose):
         blk = adapter.take(data, idx)
         if W is not None:
@@ -101,10 +166,33 @@ def self_influence(adapter, solver, data, *, working_memory, batch_size=None, ve
         else:
             G = _dense(adapter.per_sample_gradients(blk))
             out[idx] = np.einsum("ij,ji->i", G, solver.solve(G.T))
-    return out
+    return check_finite(out, "Self-influence")
 
 
-def top_k_influence(adapter, solver, test_data, k, *, working_memory, batch_size=None, verbose=0):
+def losses(adapter, data, *, policy, verbose=0):
+    """Per-sample losses ``L(z, theta_hat)`` of a prepared block, ``(n,)``, streamed."""
+    n = adapter.n_samples(data)
+    out = np.empty(n)
+    blocks = policy.rows(n, adapter.itemsize * adapter.n_params)
+    for idx in _progress(blocks, len(blocks), "losses", verbose):
+        out[idx] = adapter.per_sample_losses(adapter.take(data, idx))
+    return check_finite(out, "The per-sample losses")
+
+
+def perturbation_influence(adapter, solver, test_data, train_data, *, policy, verbose=0):
+    """``I_pert,loss`` for every (test, train) pair, ``(n_test, n_train_sel, n_features)``."""
+    U = solved_test_gradients(adapter, solver, test_data)
+    n = adapter.n_samples(train_data)
+    parts = []
+    per_row = adapter.itemsize * U.shape[0] * max(adapter.n_params, 1) * 2
+    blocks = policy.rows(n, per_row)
+    for idx in _progress(blocks, len(blocks), "perturbation", verbose):
+        parts.append(-adapter.perturbation_dot(adapter.take(train_data, idx), U))
+    out = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    return check_finite(out, "The perturbation influence")
+
+
+def top_k_influence(adapter, solver, test_data, k, *, policy, verbose=0):
     """Most negative and most positive ``k`` influences per test point, streamed.
 
     Returns ``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each
@@ -113,15 +201,12 @@ def top_k_influence(adapter, solver, test_data, k, *, working_memory, batch_size
     """
     lo, hi = _RunningTopK(k, largest=False), _RunningTopK(k, largest=True)
     for idx, block in iter_influence_blocks(
-        adapter,
-        solver,
-        test_data,
-        working_memory=working_memory,
-        batch_size=batch_size,
-        verbose=verbose,
+        adapter, solver, test_data, policy=policy, verbose=verbose
     ):
         lo.update(block, idx.start)
         hi.update(block, idx.start)
+    check_finite(lo.val, "The influence values")
+    check_finite(hi.val, "The influence values")
     return lo.idx, lo.val, hi.idx, hi.val
 
 
@@ -182,11 +267,11 @@ class _RunningTopK:
         self.idx = np.take_along_axis(np.take_along_axis(cand, part, axis=1), order, axis=1)
 
 
-def gradient_norms(adapter, data, *, working_memory, batch_size=None, verbose=0):
+def gradient_norms(adapter, data, *, policy, verbose=0):
     """``||g_i||`` of every sample's loss gradient, ``(n,)``: no Hessian involved."""
     n = adapter.n_samples(data)
     out = np.empty(n)
-    blocks = row_blocks(n, _BYTES * 2 * adapter.n_params, working_memory, batch_size)
+    blocks = policy.rows(n, adapter.itemsize * 2 * adapter.n_params)
     for idx in _progress(blocks, len(blocks), "gradient norms", verbose):
         G = adapter.per_sample_gradients(adapter.take(data, idx))
         sq = (
@@ -195,22 +280,31 @@ def gradient_norms(adapter, data, *, working_memory, batch_size=None, verbose=0)
             else np.einsum("ij,ij->i", G, G)
         )
         out[idx] = np.sqrt(sq)
-    return out
+    return check_finite(out, "The per-sample gradient norms")
 
 
 #: ``stationarity`` above which the fitted parameters count as no optimum (warned about).
 STATIONARITY_WARN = 1e-3
 
 
-def stationarity(adapter, *, working_memory, batch_size=None):
+def stationarity(adapter, *, policy):
     """``||grad R(theta_hat)||`` relative to the RMS per-sample gradient norm.
 
     Influence functions assume ``theta_hat`` is a stationary point; a ratio well
-    above the optimiser's tolerance means the estimates are off.
+    above the optimiser's tolerance means the estimates are off. Overflowing
+    gradients raise :class:`NonFiniteError` here, at fit, rather than giving an
+    ``inf / inf`` ratio.
     """
-    grad_norm = float(np.linalg.norm(adapter.objective_gradient()))
-    norms = gradient_norms(
-        adapter, adapter.train_data, working_memory=working_memory, batch_size=batch_size
+    g = check_finite(
+        np.asarray(adapter.objective_gradient()), "The gradient of the training objective"
     )
-    scale = np.sqrt(float(adapter.removal_weights @ norms**2))
+    with np.errstate(over="ignore"):
+        grad_norm = float(np.linalg.norm(g))
+        norms = gradient_norms(adapter, adapter.train_data, policy=policy)
+        scale = np.sqrt(float(adapter.removal_weights @ norms**2))
+    if not (np.isfinite(grad_norm) and np.isfinite(scale)):
+        raise NonFiniteError(
+            f"The training gradients' norms overflowed (||grad R|| = {grad_norm:.3g}, RMS "
+            f"per-sample norm {scale:.3g}): {_OVERFLOW_ADVICE}"
+        )
     return grad_norm / scale if scale > 0 else grad_norm

@@ -10,13 +10,13 @@ import numbers
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import Bunch
 
 from skinfluence.compute import STATIONARITY_WARN, _progress
+from skinfluence.indexing import take_rows
 from skinfluence.solvers import SingularHessianError
 
 
@@ -74,8 +74,6 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
         approximate leave-one-out loss (:func:`skinfluence.mislabel.alo_log_loss`)
         under the others.
     """
-    from skinfluence.mislabel import mislabel_scores
-
     cv = check_n_folds(cv)
     n = explainer.n_train_
     labels = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
@@ -90,7 +88,6 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
     model = explainer.estimator
     if isinstance(model, FrozenEstimator):
         model = model.estimator
-    family = explainer.model_family_
     held_out = np.empty(n)
     loo_sum = np.zeros(n)
     splits = folds.split(np.zeros((n, 1)), labels)
@@ -103,8 +100,8 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
                 # reported once for all folds below, not once per fold
                 warnings.filterwarnings("ignore", "The fitted parameters are not a stationary")
                 fold.fit(
-                    _take(X, train),
-                    _take(y, train),
+                    take_rows(X, train),
+                    take_rows(y, train),
                     sample_weight=None if sample_weight is None else sample_weight[train],
                 )
         except SingularHessianError as exc:
@@ -112,9 +109,9 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
                 f"Refitting fold {k} of {cv} for a cross-fitted score: {exc}"
             ) from exc
         stationarity.append(fold.stationarity_)
-        held_out[test] = fold.loss(_take(X, test), _take(y, test))
+        held_out[test] = fold.loss(take_rows(X, test), take_rows(y, test))
         loo_sum[test] += held_out[test]
-        loo_sum[train] += mislabel_scores(fold, "alo_loss", family)
+        loo_sum[train] += fold.mislabel_scores("alo_loss")
     off = [s for s in stationarity if not s <= STATIONARITY_WARN]
     if off:
         warnings.warn(
@@ -125,13 +122,6 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
             stacklevel=3,
         )
     return Bunch(held_out=held_out, fold_loo_mean=loo_sum / cv)
-
-
-def _take(a, index):
-    """Rows ``index`` of an array, sparse matrix, pandas object or tensor."""
-    if sp.issparse(a):
-        a = a.tocsr()
-    return a.iloc[index] if hasattr(a, "iloc") else a[index]
 
 
 def _check_class_counts(y, cv):

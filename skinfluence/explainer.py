@@ -4,8 +4,8 @@ It validates input, fits or adopts the wrapped model, builds the adapter and the
 solver, and hands the blocked work to ``compute.py``. It does no linear algebra.
 """
 
-import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,10 +16,34 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch, get_tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skinfluence import compute, crossfit
+from skinfluence import compute, crossfit, mislabel
 from skinfluence.compute import STATIONARITY_WARN
+from skinfluence.constraints import (
+    BOOLEAN,
+    NONE,
+    POSITIVE_INT,
+    RANDOM_STATE,
+    STR_LIST,
+    InstanceOf,
+    Interval,
+    Options,
+    Satisfies,
+    check_param,
+    check_params,
+)
+from skinfluence.indexing import as_indices
 from skinfluence.models import SUPPORTED_LINEAR, check_supported, make_adapter
-from skinfluence.solvers import SOLVERS, make_solver
+from skinfluence.solvers import SOLVERS, HessianSolver, make_solver
+
+
+def _is_float64_spec(value):
+    if value is np.float64:
+        return True
+    return type(value).__module__ == "torch" and str(value) == "torch.float64"
+
+
+def _is_torch_device(value):
+    return type(value).__name__ == "device" and type(value).__module__ == "torch"
 
 
 class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
@@ -42,21 +66,25 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     damping : float, default=0.0
         ``lambda`` added to the Hessian: ``(H + lambda I)^-1``. Needed when the
         Hessian is singular (no penalty and collinear features, for instance).
-    solver : {"auto", "direct", "cg", "lissa", "lowrank"}, default="auto"
+    solver : {"auto", "direct", "cg", "lissa", "lowrank"} or HessianSolver, default="auto"
         How ``H^-1`` is applied. "direct" factors the dense Hessian once (exact);
         "cg" runs conjugate gradient on Hessian-vector products (many parameters,
         e.g. wide sparse data or nets); "lissa" is the stochastic series of Koh &
         Liang; "lowrank" keeps the top eigenpairs of ``H`` (cheap self-influence,
         approximate). "auto" picks "direct" up to 3000 parameters, "cg" above.
+        A solver instance (e.g. ``CGSolver(tol=1e-6)``) is cloned and fitted with
+        this explainer's ``damping``.
     solver_params : dict or None, default=None
-        Options of the chosen solver: ``tol`` (1e-8) and ``max_iter`` for "cg";
-        ``depth`` (1000), ``scale`` (None: 1.5 x the largest eigenvalue, estimated),
-        ``repeats`` (1), ``batch_size`` (64) for "lissa"; ``rank`` (50) and ``tol``
-        for "lowrank".
+        Options of a solver given by name, each range-checked before any work:
+        ``tol`` (in (0, 1), 1e-8) and ``max_iter`` (>= 1 or None) for "cg";
+        ``depth`` (>= 1, 1000), ``scale`` (> 0 or None: 1.5 x the largest
+        eigenvalue, estimated), ``repeats`` (>= 1, 1), ``batch_size`` (>= 1, 64)
+        for "lissa"; ``rank`` (>= 1 and below the number of parameters, 50) and
+        ``tol`` (>= 0) for "lowrank".
     params : str, list of str or None, default=None
         Torch nets only: parameter names or module prefixes (e.g. ``"fc2"``) to take
-        influence over; None means every parameter with ``requires_grad`` (freeze
-        layers to leave them out).
+        influence over (each must match a trainable parameter); None means every
+        parameter with ``requires_grad`` (freeze layers to leave them out).
     hessian : {"exact", "gauss-newton"}, default="exact"
         Torch nets only: the Hessian of the objective, or its Gauss-Newton
         approximation (positive semi-definite; useful for non-convex nets).
@@ -64,14 +92,16 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         Torch nets only: compute in the module's dtype, or in float64 (on copies).
     device : str, torch.device or None, default=None
         Torch nets only: where to compute; None uses the net's parameters' device.
-    hessian_samples : int or None, default=None
-        Torch nets only: estimate the Hessian on this many random training points.
-    batch_size : int or None, default=None
+    hessian_samples : int >= 1 or None, default=None
+        Torch nets only: estimate the Hessian on this many random training points
+        (all of them when larger than the training set).
+    batch_size : int >= 1 or None, default=None
         Training samples per block when streaming gradients. None derives it
         from ``working_memory``.
-    working_memory : float or None, default=None
+    working_memory : float > 0 or None, default=None
         Budget in MiB for the largest temporary (a block of gradients and its
-        products); None uses ``sklearn.get_config()["working_memory"]``.
+        products), counted in the adapter's itemsize (4 bytes for a float32
+        net); None uses ``sklearn.get_config()["working_memory"]``.
     copy_X : bool, default=True
         Keep private copies of the training data (the prepared features used
         for influence, and X, y themselves for the refits of the cross-fitted
@@ -102,9 +132,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     removal_weights_ : ndarray of shape (n_train,)
         ``s_i / S``, each point's share of the training objective (``1/n_train_``
         without sample weights). Removing point ``i`` changes a test loss by about
-        ``-removal_weights_[i] * influence[:, i]``.
+        ``-removal_weights_[i] * influence[:, i]``. A copy: editing it changes
+        nothing else.
     solver_ : str
-        The solver used ("direct" or "cg"), after resolving "auto".
+        The solver used ("direct", "cg", ...), after resolving "auto".
+    solver_summary_ : dict
+        The fitted solver's own facts (e.g. CG iterations and residual).
     damping_ : float
         The damping actually added to the Hessian.
     hessian_condition_ : float or None
@@ -185,30 +218,44 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    #: The declared range of every parameter, checked by ``fit`` before any work.
+    _parameter_table: ClassVar[dict] = {
+        "estimator": [Satisfies(lambda e: hasattr(e, "fit"), "an estimator with fit")],
+        "damping": [Interval("real", 0, None)],
+        "solver": [
+            Options("auto", *SOLVERS),
+            InstanceOf(HessianSolver, "a HessianSolver instance"),
+        ],
+        "solver_params": [InstanceOf(dict, "a dict"), NONE],
+        "params": [
+            Satisfies(lambda v: isinstance(v, str) and v, "a non-empty str"),
+            STR_LIST,
+            NONE,
+        ],
+        "hessian": [Options("exact", "gauss-newton")],
+        "dtype": [NONE, Options("float64", "model"), Satisfies(_is_float64_spec, "np.float64")],
+        "device": [NONE, InstanceOf(str, "a str"), Satisfies(_is_torch_device, "a torch.device")],
+        "hessian_samples": [POSITIVE_INT, NONE],
+        "batch_size": [POSITIVE_INT, NONE],
+        "working_memory": [Interval("real", 0, None, closed="neither"), NONE],
+        "copy_X": [BOOLEAN],
+        "random_state": RANDOM_STATE,
+        "verbose": [Interval("int", 0, None), BOOLEAN],
+    }
+
     # -- fitting ---------------------------------------------------------------
     def _check_params(self):
-        if not (
-            isinstance(self.damping, numbers.Real)
-            and np.isfinite(self.damping)
-            and self.damping >= 0
-        ):
-            raise ValueError(f"damping must be a finite number >= 0, got {self.damping!r}.")
-        if self.solver_params is not None and not isinstance(self.solver_params, dict):
-            raise ValueError(f"solver_params must be a dict or None, got {self.solver_params!r}.")
-        if self.solver != "auto" and self.solver not in SOLVERS:
-            raise ValueError(
-                f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {self.solver!r}."
-            )
-        if self.batch_size is not None and not (
-            isinstance(self.batch_size, numbers.Integral) and self.batch_size >= 1
-        ):
-            raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size!r}.")
-        if self.working_memory is not None and not (
-            isinstance(self.working_memory, numbers.Real) and self.working_memory > 0
-        ):
-            raise ValueError(
-                f"working_memory must be a positive number of MiB or None, got "
-                f"{self.working_memory!r}."
+        """Every parameter against the table, and the solver's options, before any work."""
+        check_params(type(self).__name__, self._parameter_table, self.get_params(deep=False))
+        # a named solver's options are range-checked now; "auto" is checked as "cg"
+        # here (its choice waits for the parameter count) and again once resolved
+        probe = "cg" if self.solver == "auto" else self.solver
+        if not (self.solver == "auto" and not self.solver_params):
+            make_solver(
+                probe,
+                damping=float(self.damping),
+                random_state=self.random_state,
+                solver_params=self.solver_params,
             )
 
     def _working_memory(self):
@@ -230,7 +277,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             validate_data(
                 self, X, reset=reset, accept_sparse="csr", dtype=np.float64, ensure_all_finite=True
             )
-        if y is not None and _num_samples(y) != _num_samples(X):
+        if y is not None and _num_samples(y, "y") != _num_samples(X):
             raise ValueError(
                 "X and y have inconsistent numbers of samples: "
                 f"{_num_samples(X)} and {_num_samples(y)}."
@@ -262,13 +309,29 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         self._check_params()
-        est = self.estimator
-        frozen = isinstance(est, FrozenEstimator)
-        inner = est.estimator if frozen else est
+        inner = self.estimator.estimator if self._is_frozen() else self.estimator
         check_supported(inner)
         self._validate_X(X, y, reset=True)
         sample_weight = _check_sample_weight(sample_weight, _num_samples(X))
-        if frozen:
+        model = self._fit_model(inner, X, y, sample_weight, fit_params)
+        self.estimator_ = model
+        adapter = self._build_adapter(model, X, y, sample_weight)
+        self.stationarity_ = self._check_stationarity(adapter)
+        solver = self._fit_solver(adapter)
+        self._adapter, self._solver = adapter, solver
+        self._keep_fit_inputs(adapter, X, y, sample_weight, fit_params)
+        self._set_fitted_attributes(adapter, solver)
+        return self
+
+    def _is_frozen(self):
+        return isinstance(self.estimator, FrozenEstimator)
+
+    def _blocking(self):
+        return compute.Blocking(self._working_memory(), self.batch_size)
+
+    def _fit_model(self, inner, X, y, sample_weight, fit_params):
+        """The model influence is taken for: the frozen one as it is, else a fitted clone."""
+        if self._is_frozen():
             try:
                 check_is_fitted(inner)
             except NotFittedError as exc:
@@ -277,23 +340,22 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                     "a frozen estimator is used as it is, so fit it first (or pass it "
                     "unfrozen to have the explainer fit a clone)."
                 ) from exc
-            model = inner
-        else:
-            model_fit_params = dict(fit_params)
-            if sample_weight is not None:
-                key = "sample_weight"
-                if isinstance(inner, Pipeline):
-                    key = f"{inner.steps[-1][0]}__sample_weight"
-                model_fit_params[key] = sample_weight
-            model = clone(inner).fit(X, y, **model_fit_params)
-        self.estimator_ = model
-        wm = self._working_memory()
-        adapter = make_adapter(
+            return inner
+        model_fit_params = dict(fit_params)
+        if sample_weight is not None:
+            key = "sample_weight"
+            if isinstance(inner, Pipeline):
+                key = f"{inner.steps[-1][0]}__sample_weight"
+            model_fit_params[key] = sample_weight
+        return clone(inner).fit(X, y, **model_fit_params)
+
+    def _build_adapter(self, model, X, y, sample_weight):
+        return make_adapter(
             model,
             X,
             y,
             sample_weight,
-            working_memory=wm,
+            blocking=self._blocking(),
             copy_X=self.copy_X,
             random_state=self.random_state,
             params=self.params,
@@ -302,29 +364,32 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             device=self.device,
             hessian_samples=self.hessian_samples,
         )
-        self.stationarity_ = compute.stationarity(
-            adapter, working_memory=wm, batch_size=self.batch_size
-        )
-        if not self.stationarity_ <= STATIONARITY_WARN:
+
+    def _check_stationarity(self, adapter):
+        ratio = compute.stationarity(adapter, policy=self._blocking())
+        if not ratio <= STATIONARITY_WARN:
             warnings.warn(
                 f"The fitted parameters are not a stationary point of the training "
-                f"objective: ||grad R|| is {self.stationarity_:.3g} times the typical "
+                f"objective: ||grad R|| is {ratio:.3g} times the typical "
                 "per-sample gradient norm. Influence functions assume an optimum; "
                 "refit with a smaller tol or a larger max_iter.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+        return ratio
+
+    def _fit_solver(self, adapter):
         solver = make_solver(
             self.solver,
             adapter.n_params,
             damping=float(self.damping),
             random_state=self.random_state,
-            **(self.solver_params or {}),
+            solver_params=self.solver_params,
         )
-        solver.fit(adapter)
-        self._adapter = adapter
-        self._solver = solver
-        # what the cross-fitted mislabel scores refit on (skinfluence.crossfit)
+        return solver.fit(adapter)
+
+    def _keep_fit_inputs(self, adapter, X, y, sample_weight, fit_params):
+        """What the cross-fitted mislabel scores refit on (skinfluence.crossfit)."""
         if self.copy_X and sample_weight is not None:
             sample_weight = sample_weight.copy()
         shared = adapter.train_inputs  # a private copy already, for a bare linear model
@@ -335,15 +400,19 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             fit_params,
         )
         self._cross_fitted_cache = {}  # cv -> Bunch, see cross_fitted_losses
-        self.classes_ = adapter.classes_
+        self._train_cache = {}  # training-set losses, self-influence, gradient norms
+
+    def _set_fitted_attributes(self, adapter, solver):
+        # copies: a caller editing a fitted array in place cannot change later results
+        self.classes_ = None if adapter.classes_ is None else np.array(adapter.classes_)
         self.n_train_ = adapter.n_train
         self.n_params_ = adapter.n_params
         self.model_family_ = adapter.family_name
-        self.removal_weights_ = adapter.removal_weights
+        self.removal_weights_ = np.array(adapter.removal_weights, dtype=float)
         self.solver_ = solver.name
-        self.damping_ = solver.damping
-        self.hessian_condition_ = getattr(solver, "condition_number_", None)
-        return self
+        self.damping_ = float(solver.damping)
+        self.hessian_condition_ = solver.summary().get("condition number")
+        self.solver_summary_ = solver.summary()
 
     # -- queries ---------------------------------------------------------------
     def _prepare(self, X, y):
@@ -363,11 +432,22 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return self._prepare(X, y)
 
     def _budget(self):
-        return {
-            "working_memory": self._working_memory(),
-            "batch_size": self.batch_size,
-            "verbose": self.verbose,
-        }
+        return {"policy": self._blocking(), "verbose": self.verbose}
+
+    def _training_quantity(self, name):
+        """The training set's ``loss``, ``self_influence`` or ``grad_norm``, computed once."""
+        if name not in self._train_cache:
+            fn = {
+                "loss": compute.losses,
+                "self_influence": lambda a, d, **kw: compute.self_influence(
+                    a, self._solver, d, **kw
+                ),
+                "grad_norm": compute.gradient_norms,
+            }[name]
+            out = fn(self._adapter, self._adapter.train_data, **self._budget())
+            out.setflags(write=False)
+            self._train_cache[name] = out
+        return self._train_cache[name]
 
     def influence(self, X, y):
         """Influence of every training point on the loss at each test sample.
@@ -416,6 +496,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,)
             Self-influence, higher = more influential on itself.
         """
+        if X is None and y is None:
+            check_is_fitted(self)
+            return self._training_quantity("self_influence").copy()
         data = self._data(X, y)
         return compute.self_influence(self._adapter, self._solver, data, **self._budget())
 
@@ -441,11 +524,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             ``harmful_indices``, ``harmful_values``: most positive (most harmful)
             first.
         """
-        if not (isinstance(k, numbers.Integral) and k >= 1):
-            raise ValueError(f"k must be a positive int, got {k!r}.")
+        check_is_fitted(self)
+        check_param("most_influential", "k", k, [Interval("int", 1, self.n_train_)])
         data = self._prepare(X, y)
-        if k > self.n_train_:
-            raise ValueError(f"k={k} is larger than the training set ({self.n_train_}).")
         h_idx, h_val, b_idx, b_val = compute.top_k_influence(
             self._adapter, self._solver, data, k, **self._budget()
         )
@@ -457,15 +538,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         data = self._adapter.train_data
         if train_indices is None:
             return data
-        idx = np.asarray(train_indices)
-        if idx.dtype == bool:
-            if idx.shape != (self.n_train_,):
-                raise ValueError("A boolean train_indices must have one entry per training point.")
-            idx = np.flatnonzero(idx)
-        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError("train_indices must be a 1-d array of integer indices.")
-        if idx.size and (idx.min() < -self.n_train_ or idx.max() >= self.n_train_):
-            raise IndexError(f"train_indices out of range for {self.n_train_} training points.")
+        idx = as_indices(train_indices, self.n_train_, name="train_indices")
         return self._adapter.take(data, idx)
 
     def influence_params(self, train_indices=None):
@@ -511,8 +584,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         test = self._prepare(X, y)
         train = self._train_subset(train_indices)
-        U = compute.solved_test_gradients(self._adapter, self._solver, test)
-        return -self._adapter.perturbation_dot(train, U)
+        return compute.perturbation_influence(
+            self._adapter, self._solver, test, train, **self._budget()
+        )
 
     def loss(self, X=None, y=None):
         """Per-sample loss ``L(z, theta_hat)`` that influence is measured in.
@@ -529,7 +603,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         loss : ndarray of shape (n_samples,)
             The log-loss for classifiers, the squared error for regressors.
         """
-        return self._adapter.per_sample_losses(self._data(X, y))
+        check_is_fitted(self)
+        if X is None and y is None:
+            return self._training_quantity("loss").copy()
+        return compute.losses(self._adapter, self._data(X, y), **self._budget())
 
     def gradient_norms(self, X=None, y=None):
         """Norm of each sample's loss gradient ``||grad_theta L(z)||`` (no Hessian).
@@ -546,6 +623,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         norms : ndarray of shape (n_samples,)
             Gradient norms; the Hessian-free cousin of self-influence.
         """
+        check_is_fitted(self)
+        if X is None and y is None:
+            return self._training_quantity("grad_norm").copy()
         data = self._data(X, y)
         return compute.gradient_norms(self._adapter, data, **self._budget())
 
@@ -619,10 +699,21 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         scores : ndarray of shape (n_train,)
             Suspicion scores (higher = worse).
         """
-        from skinfluence.mislabel import mislabel_scores
-
         check_is_fitted(self)
-        return mislabel_scores(self, method, family=self.model_family_, cv=cv)
+        name = mislabel.resolve_method(method, self.model_family_)
+        needs = mislabel.NEEDS[name]
+        inputs = {q: self._training_quantity(q) for q in needs if q != "cross_fitted"}
+        if "cross_fitted" in needs:
+            inputs["cross_fitted"] = self.cross_fitted_losses(cv=cv)
+        else:
+            crossfit.check_n_folds(cv)
+        return mislabel.score_from_inputs(
+            name,
+            inputs,
+            removal_weights=self.removal_weights_,
+            classifier=self.classes_ is not None,
+            cv=cv,
+        )
 
     def find_mislabeled(self, k=None, fraction=None, method="auto", *, cv=5):
         """Training indices ranked by mislabel suspicion, most suspicious first.
@@ -644,9 +735,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         indices : ndarray of int
             Training indices, most suspicious first (cleanlab's ranked-indices shape).
         """
-        from skinfluence.mislabel import rank_suspects
-
-        return rank_suspects(self.mislabel_scores(method, cv=cv), k=k, fraction=fraction)
+        check_is_fitted(self)
+        mislabel.check_cut(k, fraction)
+        return mislabel.rank_suspects(self.mislabel_scores(method, cv=cv), k=k, fraction=fraction)
 
     def validate(self, X, y, *, n_points=10, refit_steps=100, random_state=None):
         """Check the estimates against real retraining on your own model and data.
@@ -666,8 +757,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             A few test samples.
         y : array-like of shape (n_test,)
             Their labels or targets.
-        n_points : int, default=10
-            Training points removed per test sample.
+        n_points : int >= 1, default=10
+            Training points removed per test sample (all of them when larger than
+            the training set).
         refit_steps : int, default=100
             L-BFGS iterations per retraining (torch nets only).
         random_state : None
@@ -682,6 +774,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         from skinfluence.validation import validate
 
+        check_is_fitted(self)
+        check_param("validate", "n_points", n_points, [Interval("int", 1, None)])
+        check_param("validate", "refit_steps", refit_steps, [POSITIVE_INT])
+        check_param("validate", "random_state", random_state, RANDOM_STATE)
         data = self._prepare(X, y)
         influence = compute.influence_matrix(self._adapter, self._solver, data, **self._budget())
         opts = {"refit_steps": refit_steps} if self.model_family_ == "torch" else {}
@@ -742,13 +838,19 @@ def _indexable(a, copy):
     return arr.copy() if copy and arr is a else arr
 
 
-def _num_samples(X):
+def _num_samples(X, name="X"):
     shape = getattr(X, "shape", None)
     if shape is not None and len(shape) > 0:
         return int(shape[0])
-    if hasattr(X, "__len__"):
+    if shape is None and hasattr(X, "__len__") and not isinstance(X, str):
         return len(X)
-    return np.asarray(X).shape[0]
+    arr = np.asarray(X)
+    if arr.ndim == 0:
+        raise ValueError(
+            f"{name} must hold one entry per sample, got the scalar {arr.item()!r}; for a "
+            f"single sample pass a list or array, e.g. {name}=[{arr.item()!r}]."
+        )
+    return arr.shape[0]
 
 
 def _check_sample_weight(sample_weight, n):

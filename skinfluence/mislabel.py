@@ -1,45 +1,89 @@
-"""Mislabel suspicion scores built on a fitted explainer's per-sample quantities.
+"""Mislabel suspicion scores as array math over per-sample quantities.
 
-Each score is one number per training point, higher = more suspicious. They use
-only the explainer's public methods and attributes (``loss``, ``self_influence``,
-``gradient_norms``, ``removal_weights_``, ``classes_`` and, for the cross-fitted
-``cv_*`` scores, ``cross_fitted_losses``), so they serve every model family the
-explainer supports.
+Each score is one number per training point, higher = more suspicious, made of the
+training losses, self-influence, gradient norms and cross-fitted losses that
+:data:`NEEDS` lists. The explainer gathers those from its own methods and calls
+:func:`score_from_inputs`; nothing here calls back into the explainer, so the
+scores serve every model family alike.
 
 Which score wins is measured by ``benchmarks/bench_mislabel.py`` (see the
 "Mislabel detection" page of the documentation); ``AUTO`` records the result.
 """
 
-import numbers
-
 import numpy as np
 
-_QUANTITIES = {
-    "loss": lambda ex: ex.loss(),
-    "self_influence": lambda ex: ex.self_influence(),
-    "grad_norm": lambda ex: ex.gradient_norms(),
+from skinfluence.constraints import NONE, POSITIVE_INT, Interval, check_param
+
+#: What each score is made of: the per-sample quantities the explainer gathers for it
+#: (its training-set ``loss``, ``self_influence`` and ``grad_norm``, and the
+#: ``cross_fitted`` losses of :meth:`InfluenceExplainer.cross_fitted_losses`).
+NEEDS = {
+    "cv_loss": ("cross_fitted",),
+    "cv_alo_loss": ("loss", "self_influence", "cross_fitted"),
+    "cv_blend_loss": ("loss", "self_influence", "cross_fitted"),
+    "alo_loss": ("loss", "self_influence"),
+    "loo_loss": ("loss", "self_influence"),
+    "self_influence": ("self_influence",),
+    "loss": ("loss",),
+    "grad_norm": ("grad_norm",),
 }
 
-
-def _get(ex, cache, name):
-    """A per-sample quantity of ``ex``, computed once per ``cache``."""
-    if name not in cache:
-        cache[name] = np.asarray(_QUANTITIES[name](ex), dtype=float)
-    return cache[name]
+#: The scores, in the order the documentation lists them.
+METHODS = tuple(NEEDS)
 
 
-def _loo_loss(ex, cache):
-    # Removing point i raises its own loss by about w_i * self_influence_i, so this
-    # is the first-order leave-one-out loss of the point: how badly a model that
-    # never saw it would fit its label.
-    return _get(ex, cache, "loss") + ex.removal_weights_ * _get(ex, cache, "self_influence")
+def _alo(inputs, removal_weights, classifier):
+    loss, s = inputs["loss"], inputs["self_influence"]
+    if classifier:
+        return alo_log_loss(loss, s, removal_weights)
+    return alo_squared_loss(loss, s, removal_weights)
 
 
-def _alo_loss(ex, cache):
-    loss, s = _get(ex, cache, "loss"), _get(ex, cache, "self_influence")
-    if ex.classes_ is None:
-        return alo_squared_loss(loss, s, ex.removal_weights_)
-    return alo_log_loss(loss, s, ex.removal_weights_)
+def score_from_inputs(method, inputs, *, removal_weights, classifier=True, cv=5):
+    """One suspicion score from the per-sample quantities it is made of.
+
+    Parameters
+    ----------
+    method : str
+        A key of :data:`NEEDS` (not "auto": see :func:`resolve_method`).
+    inputs : dict
+        The quantities ``NEEDS[method]`` names: ``"loss"``, ``"self_influence"``,
+        ``"grad_norm"`` (arrays of shape (n_train,)) and ``"cross_fitted"`` (a
+        mapping with ``held_out`` and ``fold_loo_mean``).
+    removal_weights : ndarray of shape (n_train,)
+        Each point's weight in the mean training objective.
+    classifier : bool, default=True
+        Log-loss (True) or squared error (False) in the leave-one-out scores.
+    cv : int, default=5
+        Number of fold models behind ``inputs["cross_fitted"]``.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_train,)
+        Higher = more suspicious.
+    """
+    w = np.asarray(removal_weights, dtype=float)
+    if method in ("loss", "self_influence", "grad_norm"):
+        out = inputs[method]
+    elif method == "loo_loss":
+        # removing point i raises its own loss by about w_i * self_influence_i: the
+        # first-order leave-one-out loss, how badly a model without it fits its label
+        out = inputs["loss"] + w * inputs["self_influence"]
+    elif method == "alo_loss":
+        out = _alo(inputs, w, classifier)
+    elif method == "cv_loss":
+        out = inputs["cross_fitted"]["held_out"]
+    elif method in ("cv_alo_loss", "cv_blend_loss"):
+        # the full model's estimate joins the fold models' ones: a mean over cv + 1 models
+        fold_mean = inputs["cross_fitted"]["fold_loo_mean"]
+        out = (cv * fold_mean + _alo(inputs, w, classifier)) / (cv + 1)
+        if method == "cv_blend_loss":
+            # the training loss is optimistic about a point the model fitted, its
+            # leave-one-out losses pessimistic about a correct but atypical point
+            out = 0.5 * (inputs["loss"] + out)
+    else:
+        raise ValueError(f"Unknown mislabel method {method!r}; choose from {sorted(NEEDS)}.")
+    return np.array(out, dtype=float)
 
 
 def alo_log_loss(loss, self_influence, removal_weights):
@@ -133,36 +177,6 @@ def _as_float_triplet(*arrays):
     return out
 
 
-def _cross_fitted(ex, cache):
-    if "cross_fitted" not in cache:
-        cache["cross_fitted"] = ex.cross_fitted_losses(cv=cache.get("cv", 5))
-    return cache["cross_fitted"]
-
-
-def _cv_alo_loss(ex, cache):
-    # the full model's estimate joins the fold models' ones: a mean over cv + 1 models
-    cv = cache.get("cv", 5)
-    fold_mean = _cross_fitted(ex, cache).fold_loo_mean
-    return (cv * fold_mean + _alo_loss(ex, cache)) / (cv + 1)
-
-
-def _cv_blend_loss(ex, cache):
-    # the training loss is optimistic about a point the model fitted, its held-out
-    # and leave-one-out losses pessimistic about a correct but atypical point
-    return 0.5 * (_get(ex, cache, "loss") + _cv_alo_loss(ex, cache))
-
-
-METHODS = {
-    "cv_loss": lambda ex, cache: _cross_fitted(ex, cache).held_out,
-    "cv_alo_loss": _cv_alo_loss,
-    "cv_blend_loss": _cv_blend_loss,
-    "alo_loss": _alo_loss,
-    "loo_loss": _loo_loss,
-    "self_influence": lambda ex, cache: _get(ex, cache, "self_influence"),
-    "loss": lambda ex, cache: _get(ex, cache, "loss"),
-    "grad_norm": lambda ex, cache: _get(ex, cache, "grad_norm"),
-}
-
 #: What ``method="auto"`` means, per model family: the score with the best fraction of
 #: flips found at 10% and 20% checked in the study behind ``benchmarks/bench_mislabel.py``
 #: (logistic regression and a memorising MLP on three data sets; see the "Mislabel
@@ -197,54 +211,31 @@ def resolve_method(method, family="linear"):
     return method
 
 
-def auto_method(explainer):
-    """The method ``"auto"`` stands for on a fitted explainer.
+def auto_method(family):
+    """The method ``"auto"`` stands for.
 
     Parameters
     ----------
-    explainer : InfluenceExplainer
-        A fitted explainer.
+    family : str or InfluenceExplainer
+        A model family ("linear", "torch"), or a fitted explainer (its
+        ``model_family_`` is read).
 
     Returns
     -------
     name : str
         A key of ``METHODS``.
     """
-    return resolve_method("auto", getattr(explainer, "model_family_", "linear"))
-
-
-def mislabel_scores(explainer, method="auto", family="linear", cv=5):
-    """One suspicion score per training point of a fitted explainer (higher = worse).
-
-    Parameters
-    ----------
-    explainer : InfluenceExplainer
-        A fitted explainer.
-    method : str, default="auto"
-        ``"auto"`` or one of ``METHODS``: ``"alo_loss"`` (approximate
-        leave-one-out loss, :func:`alo_log_loss`), ``"loo_loss"`` (first-order
-        leave-one-out loss), ``"self_influence"``, ``"loss"``, ``"grad_norm"``,
-        and the cross-fitted ``"cv_loss"``, ``"cv_alo_loss"`` and
-        ``"cv_blend_loss"`` (see :meth:`InfluenceExplainer.mislabel_scores`).
-    family : str, default="linear"
-        The model family, which ``"auto"`` is resolved for.
-    cv : int, default=5
-        Number of folds of the cross-fitted (``"cv_*"``) scores.
-
-    Returns
-    -------
-    scores : ndarray of shape (n_train,)
-        Suspicion scores.
-    """
-    name = resolve_method(method, family)
-    return np.array(METHODS[name](explainer, {"cv": cv}), dtype=float)
+    if not isinstance(family, str):
+        family = getattr(family, "model_family_", "linear")
+    return resolve_method("auto", family)
 
 
 def all_mislabel_scores(explainer, methods=None, cv=5):
-    """Several suspicion scores at once, sharing the per-sample work between them.
+    """Several suspicion scores of a fitted explainer at once.
 
-    Self-influence, the loss, gradient norms and the cross-fitted refits are
-    computed once however many scores use them.
+    A convenience over :meth:`InfluenceExplainer.mislabel_scores` (the public
+    API): the explainer keeps its training-set losses, self-influence, gradient
+    norms and cross-fitted refits, so the scores share that work.
 
     Parameters
     ----------
@@ -261,13 +252,28 @@ def all_mislabel_scores(explainer, methods=None, cv=5):
         Suspicion scores by method, in the order asked for.
     """
     methods = list(METHODS) if methods is None else list(methods)
-    cache = {"cv": cv}
-    out = {}
     for name in methods:
-        if name not in METHODS:
-            raise ValueError(f"Unknown mislabel method {name!r}; choose from {sorted(METHODS)}.")
-        out[name] = np.array(METHODS[name](explainer, cache), dtype=float)
-    return out
+        if name not in NEEDS:
+            raise ValueError(f"Unknown mislabel method {name!r}; choose from {sorted(NEEDS)}.")
+    return {name: explainer.mislabel_scores(name, cv=cv) for name in methods}
+
+
+def check_cut(k=None, fraction=None, owner="find_mislabeled"):
+    """Check ``k`` / ``fraction`` of :func:`rank_suspects` (before any scores are made).
+
+    Parameters
+    ----------
+    k : int >= 1 or None
+        How many to keep.
+    fraction : float in (0, 1] or None
+        Which fraction to keep.
+    owner : str, default="find_mislabeled"
+        Whose parameters they are, for the message.
+    """
+    if k is not None and fraction is not None:
+        raise ValueError(f"Pass k or fraction, not both (got k={k!r}, fraction={fraction!r}).")
+    check_param(owner, "k", k, [POSITIVE_INT, NONE])
+    check_param(owner, "fraction", fraction, [Interval("real", 0, 1, closed="right"), NONE])
 
 
 def rank_suspects(scores, k=None, fraction=None):
@@ -289,13 +295,8 @@ def rank_suspects(scores, k=None, fraction=None):
     """
     scores = np.asarray(scores)
     n = len(scores)
-    if k is not None and fraction is not None:
-        raise ValueError("Pass k or fraction, not both.")
+    check_cut(k, fraction, owner="rank_suspects")
     if fraction is not None:
-        if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
-            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
         k = max(1, round(fraction * n))
-    if k is not None and not (isinstance(k, numbers.Integral) and k >= 1):
-        raise ValueError(f"k must be a positive int, got {k!r}.")
     order = np.argsort(-scores, kind="stable")
     return order if k is None else order[:k]

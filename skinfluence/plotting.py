@@ -12,8 +12,9 @@ import numbers
 
 import numpy as np
 
+from skinfluence.indexing import as_mask, take_rows
 from skinfluence.metrics import detection_curve, roc_auc
-from skinfluence.mislabel import METHODS, all_mislabel_scores, auto_method, rank_suspects
+from skinfluence.mislabel import METHODS, auto_method, rank_suspects
 
 
 def check_matplotlib_support(caller_name):
@@ -41,13 +42,10 @@ def _new_axes(ax, caller, figsize=None):
 
 
 def _rows(X, idx):
-    """Rows ``idx`` of an array, DataFrame or sparse matrix, as a dense float array."""
-    if hasattr(X, "iloc"):
-        X = X.iloc[idx].to_numpy()
-    else:
-        X = X[idx] if hasattr(X, "toarray") else np.asarray(X)[idx]
-        X = X.toarray() if hasattr(X, "toarray") else X
-    return np.asarray(X)
+    """Rows ``idx`` of an array, DataFrame or sparse matrix, as a dense array."""
+    X = take_rows(X, idx)
+    X = X.toarray() if hasattr(X, "toarray") else X
+    return np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
 
 
 def _check_1d_scores(scores, what="scores"):
@@ -555,7 +553,8 @@ class MislabelDisplay:
             )
         auto = auto_method(explainer)
         wanted = [auto if m == "auto" else m for m in methods]
-        every = all_mislabel_scores(explainer, list(dict.fromkeys(wanted)))  # shares self-influence
+        # the explainer keeps its training-set quantities: the scores share them
+        every = {m: explainer.mislabel_scores(m) for m in dict.fromkeys(wanted)}
         scores = {}
         for m in methods:
             if m == "auto" or (m == auto and "auto" in methods):
@@ -780,15 +779,4 @@ class SelfInfluenceDisplay:
 
 
 def _as_mask(flagged, n):
-    flagged = np.asarray(flagged)
-    if flagged.dtype == bool:
-        if flagged.shape != (n,):
-            raise ValueError(f"A boolean flagged mask must have shape ({n},), got {flagged.shape}.")
-        return flagged
-    if flagged.ndim != 1 or (flagged.size and not np.issubdtype(flagged.dtype, np.integer)):
-        raise ValueError("flagged must be a boolean mask or a 1-d array of indices.")
-    if flagged.size and (flagged.min() < -n or flagged.max() >= n):
-        raise ValueError(f"flagged indices out of range for {n} points.")
-    mask = np.zeros(n, dtype=bool)
-    mask[flagged] = True
-    return mask
+    return as_mask(flagged, n, name="flagged")

@@ -115,7 +115,7 @@ def test_singular_hessian_without_damping_and_fixed_by_damping():
     X = rng.normal(size=(50, 3))
     X = np.hstack([X, X[:, :1]])  # duplicated column: X^T X is singular
     y = X[:, 0] + rng.normal(size=50)
-    with pytest.raises(SingularHessianError, match=r"singular.*damping>0 \(e\.g\. damping="):
+    with pytest.raises(SingularHessianError, match=r"singular.*Pass damping="):
         InfluenceExplainer(LinearRegression()).fit(X, y)
     ex = InfluenceExplainer(LinearRegression(), damping=1e-3).fit(X, y)
     assert np.all(np.isfinite(ex.influence(X[:2], y[:2])))
@@ -124,11 +124,11 @@ def test_singular_hessian_without_damping_and_fixed_by_damping():
 @pytest.mark.parametrize(
     "params,match",
     [
-        (dict(damping=-1.0), "damping must be"),
-        (dict(damping=np.nan), "damping must be"),
-        (dict(solver="magic"), "solver must be"),
-        (dict(batch_size=0), "batch_size must be"),
-        (dict(working_memory=-5), "working_memory must be"),
+        (dict(damping=-1.0), "'damping' parameter of InfluenceExplainer must be"),
+        (dict(damping=np.nan), "'damping' parameter of InfluenceExplainer must be"),
+        (dict(solver="magic"), "'solver' parameter of InfluenceExplainer must be"),
+        (dict(batch_size=0), "'batch_size' parameter of InfluenceExplainer must be"),
+        (dict(working_memory=-5), "'working_memory' parameter of InfluenceExplainer must be"),
     ],
 )
 def test_bad_parameters(binary_data, params, match):
@@ -147,9 +147,11 @@ def test_bad_sample_weight(binary_data):
 
 def test_bad_k_and_indices(fitted):
     ex, X, y = fitted
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(
+        ValueError, match=r"'k' parameter of most_influential must be an int in \[1, 400\]; got 0"
+    ):
         ex.most_influential(X[:2], y[:2], k=0)
-    with pytest.raises(ValueError, match="larger than the training set"):
+    with pytest.raises(ValueError, match=r"'k' parameter .* in \[1, 400\]; got 10000"):
         ex.most_influential(X[:2], y[:2], k=10_000)
     with pytest.raises(IndexError, match="out of range"):
         ex.influence_params([0, 10_000])

@@ -96,17 +96,22 @@ def test_scores_are_ordered_loss_le_first_order_le_newton(multiclass):
 
 
 def test_all_mislabel_scores_share_the_self_influence(multiclass, monkeypatch):
-    expected = {m: multiclass.mislabel_scores(m) for m in METHODS}
+    from skinfluence import compute
+
+    expected = {
+        m: clone(multiclass).fit(*multiclass._fit_inputs[:2]).mislabel_scores(m) for m in METHODS
+    }
+    ex = clone(multiclass).fit(*multiclass._fit_inputs[:2])
     calls = []
-    original = multiclass.self_influence
+    original = compute.self_influence
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+    def counting(adapter, *args, **kwargs):
+        calls.append(adapter is ex._adapter)  # the fold refits have adapters of their own
+        return original(adapter, *args, **kwargs)
 
-    monkeypatch.setattr(multiclass, "self_influence", counting)
-    got = all_mislabel_scores(multiclass)
-    assert len(calls) == 1
+    monkeypatch.setattr(compute, "self_influence", counting)
+    got = all_mislabel_scores(ex)
+    assert sum(calls) == 1  # the training set's self-influence, once for every score
     assert list(got) == list(METHODS)
     for m in METHODS:
         np.testing.assert_array_equal(got[m], expected[m])
@@ -135,9 +140,11 @@ def test_rank_suspects():
     np.testing.assert_array_equal(rank_suspects(scores, fraction=0.01), [3])  # at least one
     with pytest.raises(ValueError, match="not both"):
         rank_suspects(scores, k=1, fraction=0.5)
-    with pytest.raises(ValueError, match="fraction must be in"):
+    with pytest.raises(ValueError, match=r"'fraction' parameter of rank_suspects .* \(0, 1\]"):
         rank_suspects(scores, fraction=0)
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(ValueError, match="'k' parameter of rank_suspects must be an int >= 1"):
         rank_suspects(scores, k=0)
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(ValueError, match="'k' parameter of rank_suspects must be an int >= 1"):
         rank_suspects(scores, k=1.5)
+    with pytest.raises(ValueError, match=r"'k' parameter of rank_suspects .* got True"):
+        rank_suspects(scores, k=True)

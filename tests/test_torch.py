@@ -1,5 +1,6 @@
 """The torch/skorch path: agreement with the closed form, solvers, derivatives, errors."""
 
+import re
 import warnings
 
 import numpy as np
@@ -379,9 +380,14 @@ def test_negative_curvature_is_an_error_that_suggests_a_damping(iris):
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(SingularHessianError, match=r"smallest eigenvalue -.*damping=") as e:
             InfluenceExplainer(FrozenEstimator(net)).fit(X, y)
-        advised = float(str(e.value).split("damping=")[-1].split(")")[0])
-        ex = InfluenceExplainer(FrozenEstimator(net), damping=advised).fit(X, y)
-    assert ex._solver.min_eigenvalue_ > 0
+        advised = float(re.search(r"Pass damping=([-+.e0-9]+)", str(e.value)).group(1))
+        # too little damping: the advice is again the whole damping, from the undamped H
+        with pytest.raises(SingularHessianError) as e2:
+            InfluenceExplainer(FrozenEstimator(net), damping=advised / 3).fit(X, y)
+        again = float(re.search(r"Pass damping=([-+.e0-9]+)", str(e2.value)).group(1))
+        assert again == advised
+        ex = InfluenceExplainer(FrozenEstimator(net), damping=again).fit(X, y)
+    assert ex.solver_summary_["smallest eigenvalue"] > 0
 
 
 def test_double_backward_fallback_matches_forward_over_reverse(mlp_direct):

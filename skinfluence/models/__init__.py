@@ -46,12 +46,16 @@ def make_adapter(
     y,
     sample_weight=None,
     *,
-    working_memory=1024,
+    blocking=None,
     copy_X=True,
     random_state=None,
     **torch_options,
 ):
-    """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``."""
+    """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``.
+
+    ``blocking`` is the memory policy (:class:`skinfluence.compute.Blocking`) the
+    adapter's sweeps over the training set use.
+    """
     check_supported(estimator)
     if _is_torch(final_step(estimator)):
         from skinfluence.models.torch import TorchAdapter
@@ -61,7 +65,7 @@ def make_adapter(
             X,
             y,
             sample_weight,
-            working_memory=working_memory,
+            blocking=blocking,
             copy_X=copy_X,
             random_state=random_state,
             **torch_options,
@@ -72,9 +76,7 @@ def make_adapter(
             f"{', '.join(set_options)} only apply to torch nets; a linear model is "
             "differentiated exactly in float64."
         )
-    return LinearAdapter(
-        estimator, X, y, sample_weight, working_memory=working_memory, copy_X=copy_X
-    )
+    return LinearAdapter(estimator, X, y, sample_weight, blocking=blocking, copy_X=copy_X)
 
 
 __all__ = [

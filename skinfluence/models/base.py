@@ -11,6 +11,43 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 
+def as_target_array(y, n):
+    """``y`` as an ndarray with one entry (or row) per sample; clear errors otherwise.
+
+    Parameters
+    ----------
+    y : array-like
+        Labels or targets of ``n`` samples.
+    n : int
+        Number of samples they belong to.
+
+    Returns
+    -------
+    y : ndarray
+    """
+    if y is None:
+        raise ValueError("y is required: influence needs the labels of the samples.")
+    if hasattr(y, "detach"):  # torch tensor
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise ValueError(
+            f"y must hold one label or target per sample, got the scalar {y.item()!r}; "
+            f"for a single sample pass a list or array, e.g. y=[{y.item()!r}]."
+        )
+    if y.shape[0] != n:
+        raise ValueError(f"X and y have inconsistent numbers of samples: {n} and {y.shape[0]}.")
+    if y.dtype == object:
+        kinds = {"string" if isinstance(v, str) else type(v).__name__ for v in y.ravel()}
+        if "string" in kinds and len(kinds) > 1:
+            raise ValueError(
+                "y mixes string labels with other types "
+                f"({', '.join(sorted(kinds))}): give every label the same type, e.g. "
+                "all strings (y.astype(str))."
+            )
+    return y
+
+
 def split_pipeline(estimator):
     """``(feature_map, model)``: a Pipeline's leading steps (or None) and its last step."""
     if isinstance(estimator, Pipeline):
@@ -38,10 +75,19 @@ class ModelAdapter(ABC):
         ``s_i / S``: the weight with which each training point enters the mean
         training objective. Removing point ``i`` is an upweighting by
         ``-removal_weights[i]`` (``1/n`` without sample weights).
+    itemsize : int
+        Bytes per number of the adapter's own arrays (8 for float64, 4 for a
+        float32 net): what memory budgets are counted in.
+    blocking : skinfluence.compute.Blocking
+        The memory policy, handed in by the caller; the adapter's own sweeps over
+        the training set (Hessian, HVPs, objective gradient) take their row blocks
+        from it, never from a rule of their own.
     """
 
     n_params: int
     n_train: int
+    itemsize: int = 8
+    blocking = None
     #: Model family, e.g. "linear" or "torch" (what mislabel "auto" keys on).
     family_name: str = "model"
     #: Class labels for classifiers, None for regressors.
@@ -118,3 +164,26 @@ class ModelAdapter(ABC):
     @abstractmethod
     def objective_gradient(self):
         """Gradient of the full training objective at the fitted parameters."""
+
+    @abstractmethod
+    def perturbation_dot(self, data, U):
+        """``U_t . d/dx grad_theta L(z_i)`` for every pair, ``(m, n, n_input_features)``.
+
+        ``U`` has shape ``(m, n_params)``; with ``u_t = H^-1 g_test`` this is
+        ``-I_pert,loss``.
+        """
+
+    @abstractmethod
+    def retrained_losses(self, test_data, weights, **options):
+        """Test losses after retraining with each training point's weight times ``weights``.
+
+        ``weights`` has shape ``(n_train,)`` (0 removes a point); the regulariser is
+        unchanged. Returns ``(n_test,)`` float64 losses. The ground truth that
+        :func:`skinfluence.validation.validate` checks estimates against.
+        """
+
+    def _row_slices(self, n, bytes_per_row):
+        """Row slices for one of the adapter's sweeps, from :attr:`blocking`."""
+        if self.blocking is None:  # an adapter used on its own: one block
+            return [slice(0, n)]
+        return self.blocking.rows(n, bytes_per_row, use_batch_size=False)

@@ -24,7 +24,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.utils import check_array
 from sklearn.utils.class_weight import compute_class_weight
 
-from skinfluence.models.base import ModelAdapter, split_pipeline
+from skinfluence.models.base import ModelAdapter, as_target_array, split_pipeline
 
 SUPPORTED_LINEAR = (LogisticRegression, Ridge, LinearRegression)
 
@@ -109,18 +109,18 @@ class LinearAdapter(ModelAdapter):
         The data the model was fitted on.
     sample_weight : array-like of shape (n_samples,) or None
         The weights the model was fitted with.
-    working_memory : float
-        Budget in MiB for temporaries when the Hessian is built over the
-        training set in blocks.
+    blocking : skinfluence.compute.Blocking or None
+        The memory policy for the sweeps over the training set (Hessian, HVPs,
+        objective gradient); None works in one block.
     copy_X : bool
         Copy the training features when they would otherwise share memory with
         the caller's array, so that later changes to it cannot alter results.
     """
 
-    def __init__(self, estimator, X, y, sample_weight=None, *, working_memory=1024, copy_X=True):
+    def __init__(self, estimator, X, y, sample_weight=None, *, blocking=None, copy_X=True):
         self.transform, model = split_pipeline(estimator)
         self.model = model
-        self.working_memory = working_memory
+        self.blocking = blocking
         self._setup_model(model)
         y_raw = np.asarray(y)
         self._train = self.prepare(X, y)
@@ -144,7 +144,8 @@ class LinearAdapter(ModelAdapter):
     def _setup_model(self, model):
         if not isinstance(model, SUPPORTED_LINEAR):
             raise TypeError(f"{type(model).__name__} is not a supported linear model.")
-        coef = np.asarray(model.coef_, dtype=np.float64)
+        # a copy: editing the fitted model's coef_ in place must not change results
+        coef = np.array(model.coef_, dtype=np.float64)
         if isinstance(model, LogisticRegression):
             self._setup_logistic(model, coef)
         else:
@@ -164,7 +165,7 @@ class LinearAdapter(ModelAdapter):
         self.penalty_mask = np.tile(mask, self.n_outputs)
 
     def _setup_logistic(self, model, coef):
-        self.classes_ = model.classes_
+        self.classes_ = np.array(model.classes_)  # a copy, like every fitted array kept here
         n_classes = len(self.classes_)
         multi_class = getattr(model, "multi_class", "deprecated")
         if n_classes > 2 and (
@@ -204,7 +205,7 @@ class LinearAdapter(ModelAdapter):
         self._intercept_penalised = liblinear
         if model.fit_intercept:
             self.c = float(model.intercept_scaling) if liblinear else 1.0
-            self.intercept = np.atleast_1d(np.asarray(model.intercept_, float))
+            self.intercept = np.atleast_1d(np.array(model.intercept_, float))
         else:
             self.c = 0.0
             self.intercept = None
@@ -230,11 +231,7 @@ class LinearAdapter(ModelAdapter):
         return _Block(X, self._encode_y(y, X.shape[0]))
 
     def _encode_y(self, y, n):
-        if y is None:
-            raise ValueError("y is required: influence needs the labels of the samples.")
-        y = np.asarray(y)
-        if y.shape[0] != n:
-            raise ValueError(f"X and y have inconsistent numbers of samples: {n} and {y.shape[0]}.")
+        y = as_target_array(y, n)
         if self.family == "squared":
             y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
             y = y.reshape(n, -1)
@@ -336,17 +333,11 @@ class LinearAdapter(ModelAdapter):
             G[:, :, d] = self.c * r
         return G.reshape(n, self.n_params)
 
-    def _blocks(self, bytes_per_row, n=None):
-        n = self.n_train if n is None else n
-        rows = max(1, int(self.working_memory * 2**20 // max(bytes_per_row, 1)))
-        for start in range(0, n, rows):
-            yield slice(start, min(start + rows, n))
-
     def hessian(self):
         K, dt = self.n_outputs, self.d_tilde
         H = np.zeros((self.n_params, self.n_params))
         sw = self.removal_weights
-        for idx in self._blocks(8 * (self.n_params + dt) * 2):
+        for idx in self._row_slices(self.n_train, self.itemsize * (self.n_params + dt) * 2):
             blk = self.take(self._train, idx)
             _, w = self._residual(blk)
             X, s = blk.X, sw[idx]
@@ -396,7 +387,7 @@ class LinearAdapter(ModelAdapter):
         data, sw = self._train, self.removal_weights
         if indices is not None:  # a mini-batch Hessian (for stochastic solvers)
             data, sw = self.take(data, indices), sw[indices] / sw[indices].sum()
-        for idx in self._blocks(8 * K * m * 3, self.n_samples(data)):
+        for idx in self._row_slices(self.n_samples(data), self.itemsize * K * m * 3):
             blk = self.take(data, idx)
             _, w = self._residual(blk)
             Z = np.stack([self._xt_dot(blk.X, Vr[k]) for k in range(K)], axis=1)
@@ -423,7 +414,7 @@ class LinearAdapter(ModelAdapter):
     def objective_gradient(self):
         sw = self.removal_weights
         total = np.zeros((self.d_tilde, self.n_outputs))
-        for idx in self._blocks(8 * self.n_outputs * 4):
+        for idx in self._row_slices(self.n_train, self.itemsize * self.n_outputs * 4):
             blk = self.take(self._train, idx)
             r, _ = self._residual(blk)
             total += self._xtT_dot(blk.X, r * sw[idx][:, None])

@@ -21,7 +21,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_array, check_random_state
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-from skinfluence.models.base import ModelAdapter, split_pipeline
+from skinfluence.models.base import ModelAdapter, as_target_array, split_pipeline
 
 HESSIAN_KINDS = ("exact", "gauss-newton")
 
@@ -48,12 +48,44 @@ def _select(names, params):
     if params is None:
         return names
     prefixes = (params,) if isinstance(params, str) else tuple(params)
-    chosen = [n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes)]
-    if not chosen:
+
+    def matches(n, p):
+        return n == p or n.startswith(p + ".")
+
+    unmatched = [p for p in prefixes if not any(matches(n, p) for n in names)]
+    if unmatched:
         raise ValueError(
-            f"params={params!r} matches no trainable parameter; trainable ones are {names}."
+            f"params={params!r}: {', '.join(map(repr, unmatched))} matches no trainable "
+            f"parameter (give a name or a module prefix such as 'fc2'); the trainable ones "
+            f"are {names}."
         )
-    return chosen
+    return [n for n in names if any(matches(n, p) for p in prefixes)]
+
+
+def _check_device(device):
+    """``device`` as a torch.device that exists on this machine, else a ValueError."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device ({exc}); use e.g. 'cpu' or 'cuda'."
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} but torch.cuda.is_available() is False on this machine "
+                "(no GPU, or a CPU build of torch); use device='cpu' or None."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA "
+                "device(s)."
+            )
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"device={device!r} but MPS is not available; use device='cpu'.")
+    return dev
 
 
 class TorchAdapter(ModelAdapter):
@@ -82,8 +114,11 @@ class TorchAdapter(ModelAdapter):
         Estimate the Hessian on a random subset of this many training points.
     random_state : int, RandomState or None
         Seed of that subset.
-    working_memory : float
-        MiB budget for blocks of training samples.
+    blocking : skinfluence.compute.Blocking or None
+        The memory policy for the sweeps over the training set (HVPs, Hessian
+        columns, objective gradient); None works in one block.
+    copy_X : bool
+        Keep private copies of the training tensors.
     """
 
     family_name = "torch"
@@ -101,7 +136,7 @@ class TorchAdapter(ModelAdapter):
         device=None,
         hessian_samples=None,
         random_state=None,
-        working_memory=1024,
+        blocking=None,
         copy_X=True,
     ):
         self.transform, net = split_pipeline(estimator)
@@ -111,7 +146,7 @@ class TorchAdapter(ModelAdapter):
             raise ValueError(f"hessian must be one of {HESSIAN_KINDS}, got {hessian!r}.")
         self.net = net
         self.hessian_kind = hessian
-        self.working_memory = working_memory
+        self.blocking = blocking
         self._setup_params(params, dtype, device)
         self._binary = any(c.__name__ == "NeuralNetBinaryClassifier" for c in type(net).__mro__)
         self.classes_ = self._classes()
@@ -153,7 +188,15 @@ class TorchAdapter(ModelAdapter):
             )
         self.param_names = _select(trainable, params)
         first = named[self.param_names[0]]
-        self.device = torch.device(device) if device is not None else first.device
+        self.device = _check_device(device) if device is not None else first.device
+        tensors = [*named.items(), *module.named_buffers()]
+        bad = [n for n, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()]
+        if bad:
+            raise ValueError(
+                f"The net's weights contain NaN or infinity ({', '.join(bad[:5])}): training "
+                "diverged or the weights were edited. Retrain it (a smaller learning rate, "
+                "standardised inputs) before explaining it."
+            )
         if dtype in (None, "model"):
             self.dtype = first.dtype
         elif dtype in ("float64", np.float64, torch.float64):
@@ -251,13 +294,18 @@ class TorchAdapter(ModelAdapter):
         return _Block(Xt, self._encode_y(y, Xt.shape[0]))
 
     def _encode_y(self, y, n):
-        if y is None:
-            raise ValueError("y is required: influence needs the labels of the samples.")
-        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-        if y.shape[0] != n:
-            raise ValueError(f"X and y have inconsistent numbers of samples: {n} and {y.shape[0]}.")
+        y = as_target_array(y, n)
         if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
+        if self.classes_ is not None and not self._binary and y.dtype.kind in "fc":
+            # a classifier's criterion takes class indices: integral floats are cast,
+            # anything else is not a label
+            if not np.all(y == np.round(y)):
+                raise ValueError(
+                    "y holds non-integer values, but the net is a classifier whose criterion "
+                    "takes class indices; pass integer labels."
+                )
+            y = y.astype(np.int64)
         if self.classes_ is not None:
             unseen = ~np.isin(y, self.classes_)
             if unseen.any():
@@ -306,12 +354,50 @@ class TorchAdapter(ModelAdapter):
         return self._loss_from_out(out.unsqueeze(0), y.unsqueeze(0)).reshape(())
 
     def _check_decomposable(self):
-        """ "mean" or "sum": how the net reduces per-sample losses; else raise."""
-        m = min(self.n_train, 16)
-        blk = self.take(self._train, slice(0, m))
+        """ "mean" or "sum": how the net reduces per-sample losses; else raise.
+
+        Checked on two batches of different sizes (the first 16 rows, and up to 256
+        rows spread over the whole training set), which must agree.
+        """
+        n = self.n_train
+        first = np.arange(min(n, 16))
+        spread = np.unique(np.linspace(0, n - 1, num=min(n, 256)).round().astype(int))
+        kinds = {self._reduction_on(self.take(self._train, idx)) for idx in (first, spread)}
+        if len(kinds) > 1:
+            raise ValueError(
+                "The net's loss is not per-sample decomposable: it reduces a batch of "
+                f"{len(first)} rows and one of {len(spread)} rows differently ({sorted(kinds)})."
+                " Influence functions need R = mean (or sum) of L(z_i)."
+            )
+        return kinds.pop()
+
+    def _run_forward(self, fn):
+        """Call ``fn()``, naming a failure of the net's forward pass on the user's data."""
+        try:
+            return fn()
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            X = self._train.X
+            x_dtype = str(X.dtype).replace("torch.", "")
+            net_dtype = str(self.dtype).replace("torch.", "")
+            raise ValueError(
+                f"The net failed on the training data (X of dtype {x_dtype}, shape "
+                f"{tuple(X.shape)}; the net computes in {net_dtype}): "
+                f"{' '.join(str(exc).split())[:300]}. "
+                "Pass X with the dtype and shape the net was trained on (e.g. "
+                "X.astype(np.float32))."
+            ) from exc
+
+    def _reduction_on(self, blk):
         with _eval_mode(self.module), torch.no_grad():
-            per = self._losses(self._params, blk)
-            batch = self._loss_from_out(self._forward(self._params, blk.X), blk.y)
+            per = self._run_forward(lambda: self._losses(self._params, blk))
+            batch = self._run_forward(
+                lambda: self._loss_from_out(self._forward(self._params, blk.X), blk.y)
+            )
+        if not (torch.isfinite(per).all() and torch.isfinite(batch).all()):
+            raise ValueError(
+                "The net's loss is inf or NaN on the training data (at the fitted weights): "
+                "check the inputs' scale and the labels, or retrain the net."
+            )
         if batch.numel() != 1:
             raise ValueError(
                 "net.get_loss does not return a scalar for a batch: influence needs the "
@@ -349,22 +435,22 @@ class TorchAdapter(ModelAdapter):
         """A float array moved to the adapter's device and dtype."""
         return torch.as_tensor(np.asarray(A), dtype=self.dtype, device=self.device)
 
+    @property
+    def itemsize(self):
+        """Bytes per number in the net's compute dtype (4 for float32)."""
+        return torch.finfo(self.dtype).bits // 8
+
     def _blocks(self, data, bytes_per_row):
-        n = self.n_samples(data)
-        rows = max(1, int(self.working_memory * 2**20 // max(int(bytes_per_row), 1)))
-        for start in range(0, n, rows):
-            yield self.take(data, slice(start, min(start + rows, n))), slice(start, start + rows)
+        for idx in self._row_slices(self.n_samples(data), bytes_per_row):
+            yield self.take(data, idx), idx
 
     def _row_bytes(self, factor=3):
-        return factor * self.n_params * torch.finfo(self.dtype).bits // 8
+        return factor * self.n_params * self.itemsize
 
     # -- interface -------------------------------------------------------------------
     def per_sample_losses(self, data):
-        out = []
         with _eval_mode(self.module), torch.no_grad():
-            for blk, _ in self._blocks(data, self._row_bytes(1)):
-                out.append(self._losses(self._params, blk))
-        return torch.cat(out).double().cpu().numpy()
+            return self._losses(self._params, data).double().cpu().numpy()
 
     def _grad_dict(self, blk):
         return vmap(grad(self._loss_one), in_dims=(None, 0, 0))(self._params, blk.X, blk.y)
@@ -466,9 +552,9 @@ class TorchAdapter(ModelAdapter):
 
     def hessian(self):
         P = self.n_params
-        chunk = max(1, min(P, int(self.working_memory * 2**20 // max(8 * P * 4, 1))))
-        cols = [self.hvp(np.eye(P)[:, s : s + chunk]) for s in range(0, P, chunk)]
-        H = np.hstack(cols)
+        # columns of H in chunks of the identity, each chunk as wide as the policy allows
+        chunks = self._row_slices(P, 8 * P * 4)
+        H = np.hstack([self.hvp(np.eye(P)[:, c]) for c in chunks])
         return (H + H.T) / 2
 
     def objective_gradient(self):

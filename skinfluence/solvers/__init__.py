@@ -1,5 +1,8 @@
 """Ways to apply the inverse Hessian; each sees only the model adapter interface."""
 
+from sklearn.base import clone
+
+from skinfluence.constraints import InvalidParameterError
 from skinfluence.solvers.base import HessianSolver, SingularHessianError
 from skinfluence.solvers.cg import CGSolver
 from skinfluence.solvers.direct import DirectSolver
@@ -12,27 +15,72 @@ AUTO_DIRECT_MAX_PARAMS = 3000
 SOLVERS = {"direct": DirectSolver, "cg": CGSolver, "lissa": LissaSolver, "lowrank": LowRankSolver}
 
 
-def make_solver(name, n_params, *, damping=0.0, random_state=None, **solver_params):
-    """Build the solver called ``name`` ("auto" picks by parameter count).
-
-    ``solver_params`` are the chosen solver's own options (``tol``/``max_iter`` for
-    cg; ``depth``/``scale``/``repeats``/``batch_size`` for lissa; ``rank``/``tol`` for
-    lowrank); an option the solver does not take is an error.
-    """
+def resolve_name(name, n_params):
+    """The solver ``"auto"`` stands for with ``n_params`` parameters (others unchanged)."""
     if name == "auto":
-        name = "direct" if n_params <= AUTO_DIRECT_MAX_PARAMS else "cg"
+        return "direct" if n_params <= AUTO_DIRECT_MAX_PARAMS else "cg"
+    return name
+
+
+def make_solver(solver, n_params=None, *, damping=0.0, random_state=None, solver_params=None):
+    """A checked, unfitted solver: built by name, or cloned from an instance.
+
+    Parameters
+    ----------
+    solver : str or HessianSolver
+        "auto", a key of ``SOLVERS``, or a solver instance (cloned, never changed).
+    n_params : int or None
+        Number of parameters, which "auto" picks by; None only when ``solver`` is not
+        "auto".
+    damping : float
+        The damping to use; it replaces an instance's own (a solver instance with a
+        different non-zero damping is refused, so that one value is in charge).
+    random_state : int, RandomState or None
+        Seed of a stochastic solver built by name (an instance keeps its own).
+    solver_params : dict or None
+        Options of a solver built by name (``tol``/``max_iter`` for cg;
+        ``depth``/``scale``/``repeats``/``batch_size`` for lissa; ``rank``/``tol``
+        for lowrank); each is range-checked, and an option the solver does not
+        take is an error.
+
+    Returns
+    -------
+    solver : HessianSolver
+    """
+    if isinstance(solver, HessianSolver):
+        if solver_params:
+            raise InvalidParameterError(
+                "solver_params applies to a solver given by name; a solver instance "
+                f"carries its own options, got solver={solver!r} and "
+                f"solver_params={solver_params!r}."
+            )
+        own = solver.get_params().get("damping", 0.0)
+        if own not in (0, 0.0) and own != damping:
+            raise InvalidParameterError(
+                f"The solver instance has damping={own!r} and the explainer damping={damping!r}:"
+                " set the damping on the explainer only."
+            )
+        out = clone(solver).set_params(damping=damping)
+        return out.check_params()
+    name = resolve_name(solver, n_params)
     if name not in SOLVERS:
-        raise ValueError(
-            f"Unknown solver {name!r}; choose one of 'auto', {', '.join(map(repr, SOLVERS))}."
+        raise InvalidParameterError(
+            f"Unknown solver {name!r}; choose 'auto', one of {', '.join(map(repr, SOLVERS))}, "
+            "or a HessianSolver instance."
         )
     cls = SOLVERS[name]
-    kwargs = dict(solver_params)
-    if name in ("lissa", "lowrank"):
+    kwargs = dict(solver_params or {})
+    table = cls._parameter_table
+    unknown = sorted(set(kwargs) - (set(table) - {"damping", "random_state"}))
+    if unknown:
+        takes = sorted(set(table) - {"damping", "random_state"})
+        raise InvalidParameterError(
+            f"solver_params has option(s) {unknown} that solver={name!r} does not take; "
+            f"it takes {takes or 'none'} (damping and random_state are the explainer's)."
+        )
+    if "random_state" in table:
         kwargs["random_state"] = random_state
-    try:
-        return cls(damping=damping, **kwargs)
-    except TypeError as exc:
-        raise ValueError(f"Bad solver_params for solver={name!r}: {exc}") from None
+    return cls(damping=damping, **kwargs).check_params()
 
 
 __all__ = [
@@ -44,4 +92,5 @@ __all__ = [
     "LowRankSolver",
     "SingularHessianError",
     "make_solver",
+    "resolve_name",
 ]

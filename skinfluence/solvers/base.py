@@ -1,15 +1,21 @@
 """What every solver offers: factor or prepare once, then apply ``H^-1`` to blocks."""
 
+from typing import ClassVar
+
 import numpy as np
+from sklearn.base import BaseEstimator
 
+from skinfluence.constraints import Interval, check_params
+from skinfluence.exceptions import NonFiniteError, SingularHessianError
 
-class SingularHessianError(ValueError):
-    """The Hessian (plus damping) is singular or indefinite, so H^-1 does not exist."""
+__all__ = ["HessianSolver", "NonFiniteError", "SingularHessianError", "damping_advice"]
 
 
 def damping_advice(min_eig, max_eig):
     """A damping that makes ``H + damping * I`` safely positive definite.
 
+    ``min_eig`` and ``max_eig`` are eigenvalues of the *undamped* ``H``: the value
+    returned is the whole damping to pass, not an increment on the one in use.
     Rounded up at three significant digits, so that the printed value works.
     """
     value = max(-min_eig, 0.0) * 1.01 + 1e-6 * max(abs(max_eig), 1e-12)
@@ -17,11 +23,15 @@ def damping_advice(min_eig, max_eig):
     return float(np.ceil(value / 10**exponent) * 10**exponent)
 
 
-class HessianSolver:
+class HessianSolver(BaseEstimator):
     """Base class: ``fit(problem)`` then ``solve(B)`` returns ``H^-1 B``.
 
-    ``problem`` is a model adapter (``n_params``, ``hvp``, ``hessian``,
-    ``null_space``); solvers know nothing else about the model.
+    ``problem`` is a model adapter (``n_params``, ``n_train``, ``hvp``, ``hessian``,
+    ``null_space``); solvers know nothing else about the model. Each solver declares
+    its options in ``_parameter_table`` and checks them in :meth:`check_params`,
+    before any work. A solver instance can be passed to
+    :class:`~skinfluence.InfluenceExplainer` as ``solver=``; the explainer fits a
+    clone of it.
 
     Parameters
     ----------
@@ -30,15 +40,36 @@ class HessianSolver:
     """
 
     name = "base"
+    _parameter_table: ClassVar[dict] = {"damping": [Interval("real", 0, None)]}
 
     def __init__(self, damping=0.0):
-        self.damping = float(damping)
+        self.damping = damping
+
+    def check_params(self):
+        """Raise :class:`~skinfluence.constraints.InvalidParameterError` for a bad option.
+
+        Returns
+        -------
+        self : HessianSolver
+        """
+        owner = f"{type(self).__name__} (solver={self.name!r})"
+        check_params(owner, self._parameter_table, self.get_params())
+        return self
 
     def fit(self, problem):
+        """Prepare ``H^-1`` for ``problem`` (a model adapter); returns self."""
         raise NotImplementedError
 
     def solve(self, B):
+        """``H^-1 B`` for ``B`` of shape ``(n_params,)`` or ``(n_params, m)``."""
         raise NotImplementedError
+
+    def whitener(self):
+        """``W`` with ``W W^T = H^-1`` when the solver has one cheaply, else None.
+
+        With it, self-influence ``g^T H^-1 g = ||W^T g||^2`` costs one product per block.
+        """
+        return None
 
     def _null_projector(self, problem):
         N = problem.null_space()
@@ -53,4 +84,4 @@ class HessianSolver:
 
     def summary(self):
         """Fitted facts worth showing a user (dict of name -> value)."""
-        return {"damping": self.damping}
+        return {"damping": float(self.damping)}

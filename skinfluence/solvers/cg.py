@@ -1,11 +1,18 @@
 """Conjugate gradient on Hessian-vector products, all right-hand sides at once."""
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from skinfluence.solvers.base import HessianSolver, SingularHessianError, damping_advice
+from skinfluence.constraints import NONE, POSITIVE_INT, Interval
+from skinfluence.solvers.base import (
+    HessianSolver,
+    NonFiniteError,
+    SingularHessianError,
+    damping_advice,
+)
 
 
 class CGSolver(HessianSolver):
@@ -19,22 +26,30 @@ class CGSolver(HessianSolver):
 
     Parameters
     ----------
-    damping : float
+    damping : float, default=0.0
         ``lambda`` in ``H + lambda * I``.
-    tol : float
-        Relative residual ``||H x - b|| / ||b||`` at which a column has converged.
-    max_iter : int or None
+    tol : float in (0, 1), default=1e-8
+        Relative residual ``||H x - b|| / ||b||`` at which a column has converged
+        (``tol >= 1`` would accept the zero start as the answer).
+    max_iter : int >= 1 or None, default=None
         Iterations at most; None means ``10 * n_params``.
     """
 
     name = "cg"
+    _parameter_table: ClassVar[dict] = {
+        **HessianSolver._parameter_table,
+        "tol": [Interval("real", 0, 1, closed="neither")],
+        "max_iter": [POSITIVE_INT, NONE],
+    }
 
     def __init__(self, damping=0.0, tol=1e-8, max_iter=None):
         super().__init__(damping)
-        self.tol = float(tol)
+        self.tol = tol
         self.max_iter = max_iter
 
     def fit(self, problem):
+        """Keep ``problem`` for its Hessian-vector products; returns self."""
+        self.check_params()
         self._null_projector(problem)
         self._problem = problem
         self.residual_ = 0.0
@@ -44,7 +59,32 @@ class CGSolver(HessianSolver):
     def _matvec(self, V):
         return self._problem.hvp(V) + self.damping * V
 
+    def _advice(self, rayleigh):
+        """A damping that makes ``H + damping I`` positive definite, from undamped ``H``.
+
+        A Rayleigh quotient only bounds the smallest eigenvalue from above, so the
+        smallest eigenvalue is estimated by Lanczos (a few dozen HVPs, fewer than a
+        CG solve); the quotient is the fallback when Lanczos does not converge.
+        """
+        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+        P = self._problem.n_params
+        lowest, largest = rayleigh - self.damping, abs(rayleigh - self.damping)
+        if P >= 3:
+            op = LinearOperator(
+                (P, P),
+                dtype=np.float64,
+                matvec=lambda v: self._project(self._problem.hvp(self._project(v))),
+            )
+            try:
+                w = eigsh(op, k=2, which="BE", tol=1e-3, maxiter=max(300, P))[0]
+                lowest, largest = min(lowest, float(w.min())), float(w.max())
+            except (ArpackNoConvergence, ValueError):
+                pass
+        return damping_advice(lowest, largest)
+
     def solve(self, B):
+        """``H^-1 B`` by conjugate gradient, all columns at once."""
         B = self._project(np.asarray(B, dtype=np.float64))
         squeeze = B.ndim == 1
         B = B.reshape(B.shape[0], -1)
@@ -61,13 +101,18 @@ class CGSolver(HessianSolver):
             cols = np.flatnonzero(active)
             HP = self._project(self._matvec(P[:, cols]))
             curv = (P[:, cols] * HP).sum(axis=0)
+            if not np.all(np.isfinite(curv)):
+                raise NonFiniteError(
+                    "A Hessian-vector product overflowed (inf or NaN) in conjugate gradient: "
+                    "standardise the features (or targets), or add damping."
+                )
             if np.any(curv <= 0):
                 q = curv / np.maximum((P[:, cols] ** 2).sum(axis=0), 1e-300)
                 raise SingularHessianError(
                     "Conjugate gradient met non-positive curvature "
-                    f"(p^T H p / p^T p = {q.min():.3g}): the Hessian plus "
-                    f"damping={self.damping:g} is not positive definite. Pass "
-                    f"damping>{damping_advice(q.min(), 0):.3g}."
+                    f"(p^T H p / p^T p = {q.min():.3g} with damping={self.damping:g}): the "
+                    "Hessian plus damping is not positive definite. Pass "
+                    f"damping={self._advice(q.min()):.3g} (or more)."
                 )
             alpha = rs[cols] / curv
             X[:, cols] += alpha * P[:, cols]
@@ -91,8 +136,9 @@ class CGSolver(HessianSolver):
         return X[:, 0] if squeeze else X
 
     def summary(self):
+        """Damping, iterations run and the worst relative residual."""
         return {
-            "damping": self.damping,
+            "damping": float(self.damping),
             "CG iterations": self.n_iter_,
             "CG worst relative residual": self.residual_,
         }

@@ -5,7 +5,12 @@ import warnings
 import numpy as np
 import scipy.linalg as sla
 
-from skinfluence.solvers.base import HessianSolver, SingularHessianError, damping_advice
+from skinfluence.solvers.base import (
+    HessianSolver,
+    NonFiniteError,
+    SingularHessianError,
+    damping_advice,
+)
 
 #: Reciprocal condition number below which H is treated as near-singular.
 NEAR_SINGULAR_RCOND = 1e-10
@@ -17,26 +22,49 @@ class DirectSolver(HessianSolver):
     Exact flat directions of the model (``problem.null_space()``) are lifted to a
     positive eigenvalue before factoring; since every gradient is orthogonal to
     them, ``H^-1 g`` is the exact solve on the complement.
+
+    Parameters
+    ----------
+    damping : float, default=0.0
+        ``lambda`` in ``H + lambda * I``.
     """
 
     name = "direct"
 
     def fit(self, problem):
+        """Form and factor the damped Hessian of ``problem``; returns self."""
+        self.check_params()
+        damping = float(self.damping)
         self._null_projector(problem)
         H = np.array(problem.hessian(), dtype=np.float64)
+        if not np.isfinite(H).all():
+            raise NonFiniteError(
+                "The Hessian of the training objective overflowed (it holds inf or NaN): "
+                "the features (or targets) are too large for float64 products. Standardise "
+                "them (e.g. a StandardScaler in a Pipeline) before fitting."
+            )
         p = H.shape[0]
-        H[np.diag_indices(p)] += self.damping
+        H[np.diag_indices(p)] += damping
         if self.null_basis_ is not None:
             scale = max(np.trace(H) / p, np.finfo(float).tiny)
             H += scale * (self.null_basis_ @ self.null_basis_.T)
         eig = sla.eigvalsh(H)
         self.min_eigenvalue_, self.max_eigenvalue_ = float(eig[0]), float(eig[-1])
         if not eig[0] > p * np.finfo(float).eps * abs(eig[-1]):
+            # the advice is the whole damping to pass, from the undamped spectrum
+            advice = damping_advice(eig[0] - damping, eig[-1] - damping)
+            if eig[0] > 0:
+                raise SingularHessianError(
+                    "The Hessian of the training objective is numerically singular: its "
+                    f"eigenvalues span {eig[0]:.3g} to {eig[-1]:.3g}, beyond what float64 "
+                    f"resolves (often features on very different scales). Pass damping={advice:.3g}"
+                    " (or more), or standardise the features."
+                )
             raise SingularHessianError(
                 "The Hessian of the training objective is singular or indefinite "
-                f"(smallest eigenvalue {eig[0]:.3g}, largest {eig[-1]:.3g}, with "
-                f"damping={self.damping:g}), so the influence function is undefined. "
-                f"Pass damping>0 (e.g. damping={damping_advice(eig[0], eig[-1]):.3g}) "
+                f"(smallest eigenvalue {eig[0] - damping:.3g}, largest "
+                f"{eig[-1] - damping:.3g} before damping; damping={damping:g} in use), so "
+                f"the influence function is undefined. Pass damping={advice:.3g} (or more) "
                 "or use a regularised model."
             )
         self.condition_number_ = float(eig[-1] / eig[0])
@@ -63,6 +91,7 @@ class DirectSolver(HessianSolver):
         return V / np.sqrt(w)
 
     def solve(self, B):
+        """``H^-1 B`` by the stored factor."""
         B = np.asarray(B, dtype=np.float64)
         if self._chol is not None:
             X = sla.cho_solve(self._chol, B, check_finite=False)
@@ -72,8 +101,9 @@ class DirectSolver(HessianSolver):
         return self._project(X)
 
     def summary(self):
+        """Damping, smallest eigenvalue and condition number of the damped Hessian."""
         return {
-            "damping": self.damping,
+            "damping": float(self.damping),
             "smallest eigenvalue": self.min_eigenvalue_,
             "condition number": self.condition_number_,
         }

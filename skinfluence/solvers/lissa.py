@@ -1,8 +1,11 @@
 """LiSSA: a stochastic Neumann-series estimate of H^-1 B from mini-batch HVPs."""
 
+from typing import ClassVar
+
 import numpy as np
 from sklearn.utils import check_random_state
 
+from skinfluence.constraints import NONE, POSITIVE_INT, RANDOM_STATE, Interval
 from skinfluence.solvers.base import HessianSolver, SingularHessianError
 
 
@@ -18,41 +21,54 @@ class LissaSolver(HessianSolver):
 
     Parameters
     ----------
-    damping : float
+    damping : float, default=0.0
         ``lambda`` in ``H + lambda * I``.
-    depth : int
+    depth : int >= 1, default=1000
         Recursion steps per repeat (the series is truncated after ``depth`` terms).
-    scale : float or None
+    scale : float > 0 or None, default=None
         Divides ``H``; must exceed its largest eigenvalue.
-    repeats : int
+    repeats : int >= 1, default=1
         Independent runs averaged.
-    batch_size : int
-        Training samples per mini-batch Hessian.
-    random_state : int, RandomState or None
+    batch_size : int >= 1, default=64
+        Training samples per mini-batch Hessian (the whole set when larger).
+    random_state : int, RandomState or None, default=None
         Seed of the mini-batches.
     """
 
     name = "lissa"
+    _parameter_table: ClassVar[dict] = {
+        **HessianSolver._parameter_table,
+        "depth": [POSITIVE_INT],
+        "scale": [Interval("real", 0, None, closed="neither"), NONE],
+        "repeats": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT],
+        "random_state": RANDOM_STATE,
+    }
 
     def __init__(
         self, damping=0.0, depth=1000, scale=None, repeats=1, batch_size=64, random_state=None
     ):
         super().__init__(damping)
-        self.depth = int(depth)
+        self.depth = depth
         self.scale = scale
-        self.repeats = int(repeats)
-        self.batch_size = int(batch_size)
+        self.repeats = repeats
+        self.batch_size = batch_size
         self.random_state = random_state
 
     def fit(self, problem):
+        """Estimate the scale (when None) from ``problem``'s HVPs; returns self."""
+        self.check_params()
         self._null_projector(problem)
         self._problem = problem
         if self.scale is None:
             self.scale_ = 1.5 * (self._largest_eigenvalue(problem) + self.damping)
         else:
             self.scale_ = float(self.scale)
-        if not self.scale_ > 0:
-            raise ValueError(f"LiSSA needs scale > 0, got {self.scale_!r}.")
+        if not (np.isfinite(self.scale_) and self.scale_ > 0):
+            raise SingularHessianError(
+                f"LiSSA's scale came out as {self.scale_!r} (the Hessian's largest eigenvalue "
+                "estimate is 0, inf or NaN): pass solver_params={'scale': ...} or add damping."
+            )
         return self
 
     def _largest_eigenvalue(self, problem, n_iter=30):
@@ -70,6 +86,7 @@ class LissaSolver(HessianSolver):
         return abs(lam)
 
     def solve(self, B):
+        """The LiSSA estimate of ``H^-1 B``, all columns at once."""
         B = self._project(np.asarray(B, dtype=np.float64))
         squeeze = B.ndim == 1
         B = B.reshape(B.shape[0], -1)
@@ -98,8 +115,9 @@ class LissaSolver(HessianSolver):
         return X[:, 0] if squeeze else X
 
     def summary(self):
+        """Damping and the recursion's scale, depth and repeats."""
         return {
-            "damping": self.damping,
+            "damping": float(self.damping),
             "LiSSA scale": self.scale_,
             "LiSSA depth": self.depth,
             "LiSSA repeats": self.repeats,

@@ -1,9 +1,12 @@
 """Low-rank inverse from the top eigenpairs of H (Lanczos on Hessian-vector products)."""
 
+from typing import ClassVar
+
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.utils import check_random_state
 
+from skinfluence.constraints import POSITIVE_INT, RANDOM_STATE, Interval
 from skinfluence.solvers.base import HessianSolver, SingularHessianError, damping_advice
 
 
@@ -17,30 +20,44 @@ class LowRankSolver(HessianSolver):
 
     Parameters
     ----------
-    damping : float
+    damping : float, default=0.0
         ``lambda`` in ``H + lambda * I``.
-    rank : int
-        Number of eigenpairs kept (at most ``n_params - 1``).
-    tol : float
+    rank : int, default=50
+        Number of eigenpairs kept: at least 1 and below the number of parameters
+        less the model's exact flat directions (a full rank is solver="direct").
+    tol : float >= 0, default=0.0
         ARPACK's relative accuracy of the eigenvalues (0 = machine precision).
-    random_state : int, RandomState or None
+    random_state : int, RandomState or None, default=None
         Seed of the starting vector.
     """
 
     name = "lowrank"
+    _parameter_table: ClassVar[dict] = {
+        **HessianSolver._parameter_table,
+        "rank": [POSITIVE_INT],
+        "tol": [Interval("real", 0, None)],
+        "random_state": RANDOM_STATE,
+    }
 
     def __init__(self, damping=0.0, rank=50, tol=0.0, random_state=None):
         super().__init__(damping)
-        self.rank = int(rank)
-        self.tol = float(tol)
+        self.rank = rank
+        self.tol = tol
         self.random_state = random_state
 
     def fit(self, problem):
+        """Top ``rank`` eigenpairs of ``problem``'s Hessian by Lanczos; returns self."""
+        self.check_params()
         self._null_projector(problem)
         P = problem.n_params
-        k = min(self.rank, P - 1)
-        if k < 1:
-            raise ValueError(f"rank must be >= 1 and < n_params={P}, got {self.rank}.")
+        n_null = 0 if self.null_basis_ is None else self.null_basis_.shape[1]
+        k = int(self.rank)
+        if k >= P - n_null:
+            raise ValueError(
+                f"The 'rank' option of solver='lowrank' must be below {P - n_null} (the "
+                f"{P} parameters less {n_null} exact flat directions), got rank={k}: a "
+                "full-rank inverse is solver='direct' (or 'cg'); pick a smaller rank."
+            )
         op = LinearOperator(
             (P, P),
             dtype=np.float64,
@@ -48,15 +65,15 @@ class LowRankSolver(HessianSolver):
             matmat=lambda V: self._project(problem.hvp(self._project(V))),
         )
         v0 = self._project(check_random_state(self.random_state).normal(size=P))
-        w, V = eigsh(op, k=k, which="LA", tol=self.tol, v0=v0)
+        w, V = eigsh(op, k=k, which="LA", tol=float(self.tol), v0=v0)
         order = np.argsort(w)[::-1]
         w, V = w[order], V[:, order]
-        shifted = w + self.damping
+        shifted = w + float(self.damping)
         if not shifted[-1] > 0:
             raise SingularHessianError(
-                f"The top-{k} eigenvalues of H reach {w[-1]:.3g}: H + damping is not "
-                f"positive definite on them. Pass damping>{damping_advice(w[-1], w[0]):.3g} "
-                "or a smaller rank."
+                f"The top-{k} eigenvalues of H reach {w[-1]:.3g}: H + damping (damping="
+                f"{float(self.damping):g} in use) is not positive definite on them. Pass "
+                f"damping={damping_advice(w[-1], w[0]):.3g} (or more) or a smaller rank."
             )
         self.eigenvalues_ = w
         self._V = V
@@ -64,6 +81,7 @@ class LowRankSolver(HessianSolver):
         return self
 
     def solve(self, B):
+        """The low-rank ``H^-1`` applied to ``B``."""
         B = np.asarray(B, dtype=np.float64)
         coef = self._V.T @ B
         coef = coef * (self._inv[:, None] if coef.ndim == 2 else self._inv)
@@ -74,8 +92,9 @@ class LowRankSolver(HessianSolver):
         return self._V * np.sqrt(self._inv)
 
     def summary(self):
+        """Damping, rank, and the largest and smallest kept eigenvalues."""
         return {
-            "damping": self.damping,
+            "damping": float(self.damping),
             "rank": len(self.eigenvalues_),
             "largest eigenvalue": float(self.eigenvalues_[0]),
             "smallest kept eigenvalue": float(self.eigenvalues_[-1]),

@@ -1,0 +1,17 @@
+"""The exceptions skinfluence raises for problems a user can fix."""
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A parameter value outside its declared range (a ValueError and a TypeError)."""
+
+
+class SingularHessianError(ValueError):
+    """The Hessian (plus damping) is singular or indefinite, so H^-1 does not exist."""
+
+
+class NonFiniteError(ValueError, FloatingPointError):
+    """A computed quantity overflowed to inf or NaN (the message says which, and why)."""
+
+
+class OutOfRangeError(IndexError, ValueError):
+    """Positions outside the points they index (an IndexError and a ValueError)."""

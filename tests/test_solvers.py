@@ -1,0 +1,188 @@
+"""Every solver on the closed-form linear adapter (no torch), against the exact dense solve."""
+
+import re
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from skinfluence import InfluenceExplainer, SingularHessianError
+from skinfluence.exceptions import NonFiniteError
+from skinfluence.models import LinearAdapter
+from skinfluence.solvers import CGSolver, DirectSolver, LissaSolver, LowRankSolver, make_solver
+
+TIGHT = {"tol": 1e-12, "max_iter": 10000}
+
+
+@pytest.fixture(scope="module")
+def problems():
+    """A binary and a multinomial (with an exact null direction) logistic regression."""
+    out = {}
+    X, y = make_classification(n_samples=300, n_features=6, n_informative=4, random_state=0)
+    out["binary"] = LinearAdapter(LogisticRegression(C=0.5, **TIGHT).fit(X, y), X, y)
+    X, y = make_classification(
+        n_samples=300, n_features=5, n_informative=4, n_redundant=0, n_classes=3, random_state=1
+    )
+    out["multinomial"] = LinearAdapter(LogisticRegression(**TIGHT).fit(X, y), X, y)
+    return out
+
+
+def _exact(adapter, B, damping=0.0):
+    """``H^-1 B`` on the complement of the null space, from a dense pseudo-inverse."""
+    H = adapter.hessian() + damping * np.eye(adapter.n_params)
+    N = adapter.null_space()
+    if N is not None:
+        Pc = np.eye(adapter.n_params) - N @ N.T
+        return Pc @ np.linalg.pinv(Pc @ H @ Pc, hermitian=True) @ Pc @ B
+    return np.linalg.solve(H, B)
+
+
+def _rhs(adapter, m=4):
+    return np.ascontiguousarray(
+        adapter.per_sample_gradients(adapter.take(adapter.train_data, slice(0, m))).T
+    )
+
+
+@pytest.mark.parametrize("kind", ["binary", "multinomial"])
+@pytest.mark.parametrize("damping", [0.0, 0.05])
+def test_direct_and_cg_match_the_dense_solve(problems, kind, damping):
+    ad = problems[kind]
+    B = _rhs(ad)
+    exact = _exact(ad, B, damping)
+    direct = DirectSolver(damping=damping).fit(ad).solve(B)
+    np.testing.assert_allclose(direct, exact, rtol=1e-8, atol=1e-10)
+    cg = CGSolver(damping=damping, tol=1e-12).fit(ad)
+    np.testing.assert_allclose(cg.solve(B), exact, rtol=1e-6, atol=1e-8)
+    assert 0 < cg.summary()["CG iterations"] <= ad.n_params + 5
+    np.testing.assert_allclose(cg.solve(B[:, 0]), exact[:, 0], rtol=1e-6, atol=1e-8)
+
+
+def test_lissa_approaches_the_dense_solve(problems):
+    ad = problems["binary"]
+    B = _rhs(ad, 3)
+    exact = _exact(ad, B, 0.01)
+    est = LissaSolver(damping=0.01, depth=3000, batch_size=300, random_state=0).fit(ad).solve(B)
+    # with the full batch the recursion is deterministic: a truncated Neumann series
+    np.testing.assert_allclose(est, exact, rtol=1e-4, atol=1e-6)
+    noisy = LissaSolver(damping=0.01, depth=3000, batch_size=64, repeats=4, random_state=0)
+    est = noisy.fit(ad).solve(B)
+    cos = (est * exact).sum(0) / np.linalg.norm(est, axis=0) / np.linalg.norm(exact, axis=0)
+    assert np.all(cos > 0.97)
+
+
+def test_lowrank_is_the_top_eigenspace_of_the_dense_hessian(problems):
+    ad = problems["binary"]
+    H = ad.hessian()
+    w, V = np.linalg.eigh(H)
+    r = 4
+    Vt, wt = V[:, -r:], w[-r:]
+    B = _rhs(ad)
+    expected = Vt @ ((Vt.T @ B) / (wt + 0.1)[:, None])
+    solver = LowRankSolver(damping=0.1, rank=r, random_state=0).fit(ad)
+    np.testing.assert_allclose(solver.solve(B), expected, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(np.sort(solver.eigenvalues_), wt, rtol=1e-8)
+    W = solver.whitener()
+    np.testing.assert_allclose(W @ W.T @ B, expected, rtol=1e-7, atol=1e-10)
+
+
+def test_lowrank_full_rank_is_refused_not_clipped(problems):
+    ad = problems["multinomial"]  # 18 parameters, one exact flat direction
+    with pytest.raises(ValueError, match=r"'rank' option .* must be below 17 .* got rank=17"):
+        LowRankSolver(rank=17).fit(ad)
+    LowRankSolver(rank=16, random_state=0).fit(ad)
+
+
+def test_whiteners(problems):
+    ad = problems["binary"]
+    W = DirectSolver().fit(ad).whitener()
+    np.testing.assert_allclose(W @ W.T, np.linalg.inv(ad.hessian()), rtol=1e-8, atol=1e-10)
+    assert CGSolver().fit(ad).whitener() is None
+    assert LissaSolver(depth=2).fit(ad).whitener() is None
+
+
+class _Toy:
+    """A bare problem with a chosen Hessian: the solver interface and nothing else."""
+
+    n_train = 10
+
+    def __init__(self, H):
+        self.H = np.asarray(H, float)
+        self.n_params = len(self.H)
+
+    def hessian(self):
+        return self.H
+
+    def hvp(self, V, indices=None):
+        return self.H @ V
+
+    def null_space(self):
+        return None
+
+
+INDEFINITE = np.diag([-0.7, 0.2, 1.0, 2.0, 3.0, 5.0])
+
+
+def _advised(exc):
+    return float(re.search(r"Pass damping=([-+.e0-9]+)", str(exc)).group(1))
+
+
+@pytest.mark.parametrize("solver", [DirectSolver, CGSolver])
+def test_following_the_damping_advice_works_from_any_damping(solver):
+    toy = _Toy(INDEFINITE)
+    B = np.ones((6, 2))
+    advice = []
+    for damping in (0.0, 0.3, 0.69):  # none, too little, just short
+        with pytest.raises(SingularHessianError) as e:
+            solver(damping=damping).fit(toy).solve(B)
+        advice.append(_advised(e.value))
+    # computed from the undamped spectrum: the same whole damping whatever was in use
+    assert max(advice) - min(advice) <= 0.01 * max(advice)
+    fitted = solver(damping=advice[-1]).fit(toy)
+    X = fitted.solve(B)
+    np.testing.assert_allclose(
+        X, np.linalg.solve(INDEFINITE + advice[-1] * np.eye(6), B), rtol=1e-6
+    )
+
+
+def test_lowrank_advice_is_the_whole_damping():
+    toy = _Toy(np.diag([-2.0, -1.0, 1.0, 2.0, 3.0]))
+    with pytest.raises(SingularHessianError) as e:
+        LowRankSolver(rank=4, random_state=0).fit(toy)
+    LowRankSolver(rank=4, damping=_advised(e.value), random_state=0).fit(toy)
+
+
+def test_a_singular_regression_follows_its_advice_with_damping_in_use():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    X = np.hstack([X, X[:, :1]])  # a duplicated column: X^T X is singular
+    y = X[:, 0] + rng.normal(size=50)
+    with pytest.raises(SingularHessianError) as e:
+        InfluenceExplainer(LinearRegression(), damping=1e-16).fit(X, y)
+    ex = InfluenceExplainer(LinearRegression(), damping=_advised(e.value)).fit(X, y)
+    assert np.isfinite(ex.influence(X[:2], y[:2])).all()
+
+
+def test_an_overflowing_hessian_is_named():
+    toy = _Toy(np.diag([np.inf, 1.0, 1.0]))
+    with pytest.raises(NonFiniteError, match=r"Hessian .* overflowed"):
+        DirectSolver().fit(toy)
+    with pytest.raises(NonFiniteError, match="overflowed"):
+        CGSolver().fit(toy).solve(np.ones(3))
+
+
+def test_a_solver_instance_is_cloned_and_gets_the_explainers_damping():
+    X, y = make_classification(n_samples=200, n_features=5, random_state=3)
+    template = CGSolver(tol=1e-11)
+    ex = InfluenceExplainer(LogisticRegression(**TIGHT), solver=template, damping=0.01).fit(X, y)
+    ref = InfluenceExplainer(LogisticRegression(**TIGHT), solver="direct", damping=0.01).fit(X, y)
+    np.testing.assert_allclose(ex.influence(X[:3], y[:3]), ref.influence(X[:3], y[:3]), rtol=1e-6)
+    assert ex.solver_ == "cg" and ex.solver_summary_["damping"] == 0.01
+    assert template.get_params() == CGSolver(tol=1e-11).get_params()
+    assert not hasattr(template, "_problem")  # never fitted itself
+    assert "CG worst relative residual" in ex._repr_html_()
+
+
+def test_make_solver_auto_picks_by_parameter_count():
+    assert make_solver("auto", 100).name == "direct"
+    assert make_solver("auto", 10_000).name == "cg"
