@@ -1,34 +1,105 @@
 """The command line: ``skinfluence demo`` and ``skinfluence mislabels FILE.csv``.
 
 Also ``python -m skinfluence``. Errors a user can cause (a bad file, a bad
-argument) print one line on stderr and exit with status 2, never a traceback.
+argument) print one line on stderr and exit with status 2, never a traceback;
+Ctrl-C prints one line and exits with 130. Output paths are checked before any
+computation, and whatever came from the input is printed with control characters
+shown as escapes and written to CSV with formula-leading cells guarded
+(:mod:`skinfluence.tabular`).
 """
 
 import argparse
 import csv
 import os
-import shlex
 import sys
 import time
 import warnings
 
 import numpy as np
 
-DEMO_FRACTIONS = (0.05, 0.1, 0.2, 0.3)
+from skinfluence.tabular import (
+    encode_columns,
+    make_preprocessor,
+    printable,
+    read_csv,
+    write_ranked_csv,
+)
 
-#: Cell values read as missing (compared lower-cased, after stripping blanks).
-MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
-#: A text column with more distinct values than this, and than half the rows, is
-#: refused (free text or an identifier: one-hot encoding it would be meaningless).
-MAX_TEXT_LEVELS = 50
+DEMO_FRACTIONS = (0.05, 0.1, 0.2, 0.3)
 
 
 class UsageError(ValueError):
     """A problem with the user's input, reported as one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported as one line (no usage block) and status 2."""
+
+    def error(self, message):
+        self.exit(2, f"skinfluence: error: {printable(message)} (see {self.prog} --help)\n")
+
+
+# -- argument types and output paths -----------------------------------------------------
+def _number(kind, low, high=None, *, low_open=False, high_open=False):
+    """An argparse type: a number of ``kind`` in a range, else argparse's one-line error."""
+    text = f"{'an integer' if kind is int else 'a number'} "
+    if high is None:
+        text += f"{'>' if low_open else '>='} {low}"
+    else:
+        text += f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    def parse(value):
+        try:
+            x = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {text}, got {value!r}") from None
+        inside = (x > low if low_open else x >= low) and (
+            high is None or (x < high if high_open else x <= high)
+        )
+        if not (inside and np.isfinite(x)):
+            raise argparse.ArgumentTypeError(f"must be {text}, got {value!r}")
+        return x
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def _check_output_file(path, option, inputs=()):
+    """Refuse an output path that cannot be written or that is one of the inputs."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path} is not writable")
+    for other in inputs:
+        if os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other):
+            raise UsageError(f"{option} {path} is the input file; give another name")
+        if os.path.abspath(path) == os.path.abspath(other):
+            raise UsageError(f"{option} {path} is the input file; give another name")
+
+
+def _check_output_dir(path, option):
+    if path is None:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{option} {path} exists and is not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path} cannot be created: {exc.strerror}") from exc
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {path} is not writable")
+
+
 # -- demo ------------------------------------------------------------------------------
 def _demo(args):
+    _check_output_dir(args.plots, "--plots")
+    if args.plots:
+        _pyplot()  # a missing matplotlib is found before the work, not after
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -134,177 +205,13 @@ def _demo_plots(directory, ex, flipped, X_train, y_noisy, test, k):
     return paths
 
 
-# -- mislabels: reading the CSV ---------------------------------------------------------------
-def _read_csv(path):
-    """Header and columns of a CSV file, every cell as a stripped string."""
-    if not os.path.exists(path):
-        raise UsageError(f"no such file: {path}")
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory, not a CSV file")
-    try:
-        return _read_csv_text(path)
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-
-
-def _pandas():
-    """pandas when installed (the faster, more forgiving reader), else None."""
-    try:
-        import pandas
-    except ImportError:
-        return None
-    return pandas
-
-
-def _read_csv_text(path):
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), None)
-    if not header or all(not h.strip() for h in header):
-        raise UsageError(f"{path} is empty: expected a header line and data rows")
-    header = [h.strip() for h in header]
-    dups = sorted({h for h in header if header.count(h) > 1})
-    if dups:
-        raise UsageError(f"{path} has duplicate column names: {', '.join(dups)}")
-    pd = _pandas()
-    if pd is not None:
-        try:
-            df = pd.read_csv(
-                path, dtype=str, na_filter=False, index_col=False, encoding="utf-8-sig"
-            )
-        except UnicodeDecodeError:
-            raise
-        except ValueError as exc:  # pandas' ParserError and EmptyDataError
-            raise UsageError(f"{path}: {_one_line(exc)}") from exc
-        if df.shape[1] != len(header):
-            raise UsageError(f"{path}: rows do not have the header's {len(header)} fields")
-        columns = [
-            df.iloc[:, j].fillna("").str.strip().to_numpy(dtype=object) for j in range(len(header))
-        ]
-    else:
-        columns = _read_rows_with_csv(path, header)
-    if len(columns[0]) == 0:
-        raise UsageError(f"{path} has a header but no data rows")
-    return header, columns
-
-
-def _read_rows_with_csv(path, header):
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        next(reader)
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) > len(header):
-                raise UsageError(
-                    f"{path}: line {line} has {len(row)} fields, the header {len(header)}"
-                )
-            rows.append([c.strip() for c in row] + [""] * (len(header) - len(row)))
-    return [np.array([r[j] for r in rows], dtype=object) for j in range(len(header))]
-
-
-def _is_missing(values):
-    return np.array([v.lower() in MISSING for v in values], dtype=bool)
-
-
-def _as_numbers(values, missing):
-    """Floats (NaN where missing), or None when some present value is not a number."""
-    out = np.full(len(values), np.nan)
-    try:
-        out[~missing] = [float(v) for v in values[~missing]]
-    except ValueError:
-        return None
-    return out
-
-
-def _encode_columns(header, columns, target, drop):
-    """``(X, y, kinds, kept_rows)``: an object array for a ColumnTransformer."""
-    if target not in header:
-        raise UsageError(f"target column {target!r} not found; columns are: {', '.join(header)}")
-    unknown = [d for d in drop if d not in header]
-    if unknown:
-        raise UsageError(f"--drop names unknown column(s): {', '.join(unknown)}")
-    y_raw = columns[header.index(target)]
-    kept = ~_is_missing(y_raw)
-    n_dropped = int((~kept).sum())
-    if n_dropped:
-        print(
-            f"skinfluence: note: {n_dropped} rows without a {target!r} label are left out",
-            file=sys.stderr,
-        )
-    y = y_raw[kept].astype(str)
-    classes = np.unique(y)
-    if len(classes) < 2:
-        found = f"only {str(classes[0])!r}" if len(classes) else "no labels at all"
-        raise UsageError(f"target column {target!r} has a single class ({found}): nothing to rank")
-    if len(classes) > MAX_TEXT_LEVELS and len(classes) > 0.5 * len(y):
-        raise UsageError(
-            f"target column {target!r} has {len(classes)} distinct values in {len(y)} rows: "
-            "mislabels needs class labels, not a continuous target"
-        )
-    features, kinds = [], {"numeric": [], "categorical": []}
-    for name, values in zip(header, columns, strict=True):
-        if name == target or name in drop:
-            continue
-        values = values[kept]
-        missing = _is_missing(values)
-        if missing.all():
-            raise UsageError(
-                f"column {name!r} has no values; leave it out with --drop {shlex.quote(name)}"
-            )
-        numbers_ = _as_numbers(values, missing)
-        if numbers_ is not None:
-            if np.isinf(numbers_).any():
-                raise UsageError(f"column {name!r} holds infinite values, which cannot be scaled")
-            kinds["numeric"].append(len(features))
-            features.append(numbers_)
-            continue
-        levels = len(set(values[~missing]))
-        if levels > MAX_TEXT_LEVELS and levels > 0.5 * len(values):
-            raise UsageError(
-                f"column {name!r} cannot be encoded: {levels} distinct text values in "
-                f"{len(values)} rows (free text or an identifier); leave it out with "
-                f"--drop {shlex.quote(name)}"
-            )
-        cats = values.copy()
-        cats[missing] = np.nan
-        kinds["categorical"].append(len(features))
-        features.append(cats)
-    if not features:
-        raise UsageError("no feature columns left besides the target")
-    X = np.empty((int(kept.sum()), len(features)), dtype=object)
-    for j, col in enumerate(features):
-        X[:, j] = col
-    return X, y, kinds, np.flatnonzero(kept)
-
-
-def _preprocessor(kinds, dense=False):
-    """Median-imputed, scaled numeric columns next to one-hot encoded text columns."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    transformers = []
-    if kinds["numeric"]:
-        numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-        transformers.append(("numeric", numeric, kinds["numeric"]))
-    if kinds["categorical"]:
-        categorical = make_pipeline(
-            SimpleImputer(strategy="most_frequent"),
-            OneHotEncoder(handle_unknown="ignore", sparse_output=not dense),
-        )
-        transformers.append(("categorical", categorical, kinds["categorical"]))
-    return ColumnTransformer(transformers, sparse_threshold=0.0 if dense else 0.3)
-
-
 def _logreg_pipeline(X, kinds, n_classes, args):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
     return Pipeline(
         [
-            ("preprocess", _preprocessor(kinds)),
+            ("preprocess", make_preprocessor(kinds)),
             ("model", LogisticRegression(C=args.C, tol=1e-8, max_iter=5000)),
         ]
     )
@@ -322,7 +229,7 @@ def _mlp_pipeline(X, kinds, n_classes, args):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    preprocess = _preprocessor(kinds, dense=True)
+    preprocess = make_preprocessor(kinds, dense=True)
     width = preprocess.fit(X).transform(X[:1]).shape[1]
     torch.manual_seed(args.seed)
     return Pipeline(
@@ -344,12 +251,19 @@ def _mislabels(args):
     from skinfluence import InfluenceExplainer
     from skinfluence.mislabel import auto_method, rank_suspects
 
-    if args.top < 1:
-        raise UsageError(f"--top must be at least 1, got {args.top}")
-    header, columns = _read_csv(args.file)
-    X, y, kinds, rows = _encode_columns(header, columns, args.target, args.drop or [])
-    if args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    _check_output_file(args.out, "--out", inputs=[args.file])
+    _check_output_file(args.plot, "--plot", inputs=[args.file, args.out or args.file])
+    if args.plot:
+        _pyplot()  # a missing matplotlib is found before the work, not after
+    header, columns = read_csv(args.file)
+    X, y, kinds, rows = encode_columns(header, columns, args.target, args.drop or [])
+    n_dropped = len(columns[0]) - len(rows)
+    if n_dropped:
+        print(
+            f"skinfluence: note: {n_dropped} rows without a {printable(repr(args.target))} "
+            "label are left out",
+            file=sys.stderr,
+        )
     classes, y_index = np.unique(y, return_inverse=True)
     _check_folds(args, classes, np.bincount(y_index))
     model = MODELS[args.model](X, kinds, len(classes), args)
@@ -366,15 +280,15 @@ def _mislabels(args):
         if issubclass(w.category, DeprecationWarning | FutureWarning) or message in shown:
             continue
         shown.add(message)
-        print(f"skinfluence: warning: {message}", file=sys.stderr)
+        print(f"skinfluence: warning: {printable(message)}", file=sys.stderr)
     method = f"{auto_method(ex)} (auto)" if args.method == "auto" else args.method
     predicted = classes[np.asarray(ex.estimator_.predict(X)).astype(int)]
     order = rank_suspects(scores)
 
     print(
-        f"skinfluence mislabels: {args.file}, {len(y)} rows, {len(kinds['numeric'])} numeric "
-        f"and {len(kinds['categorical'])} categorical feature columns, target {args.target!r} "
-        f"with {len(classes)} classes"
+        f"skinfluence mislabels: {printable(args.file)}, {len(y)} rows, "
+        f"{len(kinds['numeric'])} numeric and {len(kinds['categorical'])} categorical feature "
+        f"columns, target {printable(repr(args.target))} with {len(classes)} classes"
     )
     print(
         f"model: {args.model}, {ex.n_params_} parameters, solver={ex.solver_}, training "
@@ -385,13 +299,8 @@ def _mislabels(args):
     for r, i in enumerate(order[: args.top], start=1):
         print(f"{r:>5} {rows[i]:>7}  {_cut(y[i]):<16} {_cut(predicted[i]):<16} {scores[i]:>10.4g}")
     if args.out:
-        with open(args.out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["rank", "row", "score", "predicted", *header])
-            for r, i in enumerate(order, start=1):
-                cells = [col[rows[i]] for col in columns]
-                writer.writerow([r, rows[i], repr(float(scores[i])), predicted[i], *cells])
-        print(f"\nwrote {len(order)} ranked rows to {args.out}")
+        write_ranked_csv(args.out, header, columns, rows, order, scores, predicted)
+        print(f"\nwrote {len(order)} ranked rows to {printable(args.out)}")
     if args.plot:
         plt = _pyplot()
         from skinfluence.plotting import SelfInfluenceDisplay
@@ -399,7 +308,7 @@ def _mislabels(args):
         disp = SelfInfluenceDisplay.from_scores(scores, k=min(args.top, len(scores)), name=method)
         disp.figure_.savefig(args.plot, dpi=110, bbox_inches="tight")
         plt.close(disp.figure_)
-        print(f"wrote {args.plot}")
+        print(f"wrote {printable(args.plot)}")
     return 0
 
 
@@ -412,18 +321,19 @@ def _check_folds(args, classes, counts):
     if method.startswith("cv_") and args.cv >= 2 and counts.min() < args.cv:
         rare = classes[counts.argmin()]
         raise UsageError(
-            f"class {str(rare)!r} has only {counts.min()} rows, fewer than the {args.cv} folds "
-            f"the {method} score refits on; pass a smaller --cv or --method alo_loss"
+            f"class {printable(repr(str(rare)))} has only {counts.min()} rows, fewer than the "
+            f"{args.cv} folds the {method} score refits on; pass a smaller --cv or "
+            "--method alo_loss"
         )
 
 
 def _cut(value, width=16):
-    text = str(value)
+    text = printable(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _one_line(message):
-    return " ".join(str(message).split())
+    return printable(" ".join(str(message).split()))
 
 
 # -- parser and entry point ------------------------------------------------------------------
@@ -431,7 +341,7 @@ def build_parser():
     """The argument parser of the ``skinfluence`` command."""
     from skinfluence.mislabel import METHODS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="skinfluence",
         description="Influence functions for scikit-learn models (Koh & Liang, 2017).",
     )
@@ -440,10 +350,17 @@ def build_parser():
         "demo",
         help="find flipped labels in digits (self-influence, loss, auto), and explain one error",
     )
-    demo.add_argument("--noise", type=float, default=0.1, help="fraction of labels flipped")
-    demo.add_argument("--seed", type=int, default=0, help="random seed")
-    demo.add_argument("--C", type=float, default=1.0, help="inverse L2 strength")
-    demo.add_argument("--top", type=int, default=5, help="training points to show")
+    demo.add_argument(
+        "--noise",
+        type=_number(float, 0, 1, low_open=True, high_open=True),
+        default=0.1,
+        help="fraction of labels flipped, in (0, 1)",
+    )
+    demo.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
+    demo.add_argument(
+        "--C", type=_number(float, 0, low_open=True), default=1.0, help="inverse L2 strength"
+    )
+    demo.add_argument("--top", type=_number(int, 1), default=5, help="training points to show")
     demo.add_argument("--plots", metavar="DIR", help="write the demo's figures (PNG) into DIR")
     demo.set_defaults(func=_demo)
 
@@ -467,16 +384,28 @@ def build_parser():
         default="auto",
         help="the mislabel score (default: auto, the best in benchmarks/bench_mislabel.py)",
     )
-    mis.add_argument("--top", type=int, default=10, help="rows to print")
+    mis.add_argument("--top", type=_number(int, 1), default=10, help="rows to print")
     mis.add_argument("--out", metavar="RANKED.csv", help="write every row, ranked, with its score")
     mis.add_argument("--plot", metavar="PLOT.png", help="write the score distribution, top marked")
     mis.add_argument("--drop", action="append", metavar="COLUMN", help="leave a column out")
-    mis.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of logreg")
     mis.add_argument(
-        "--cv", type=int, default=5, help="folds of the cross-fitted scores (auto, cv_*)"
+        "--C",
+        type=_number(float, 0, low_open=True),
+        default=1.0,
+        help="inverse L2 strength of logreg",
     )
-    mis.add_argument("--epochs", type=int, default=500, help="full-batch training epochs of mlp")
-    mis.add_argument("--seed", type=int, default=0, help="random seed of mlp's initialisation")
+    mis.add_argument(
+        "--cv",
+        type=_number(int, 2),
+        default=5,
+        help="folds of the cross-fitted scores (auto, cv_*)",
+    )
+    mis.add_argument(
+        "--epochs", type=_number(int, 1), default=500, help="full-batch training epochs of mlp"
+    )
+    mis.add_argument(
+        "--seed", type=_number(int, 0), default=0, help="random seed of mlp's initialisation"
+    )
     mis.set_defaults(func=_mislabels)
     return parser
 
@@ -486,6 +415,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("skinfluence: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, ImportError, csv.Error) as exc:
         print(f"skinfluence: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -45,7 +45,10 @@ def test_demo_finds_flipped_labels_explains_an_error_and_writes_plots(tmp_path):
 def test_bad_arguments_exit_nonzero_without_traceback():
     res = run("demo", "--noise", "2")
     assert res.returncode == 2
-    assert "fraction must be in [0, 1]" in res.stderr
+    assert res.stderr.startswith(
+        "skinfluence: error: argument --noise: must be a number in (0, 1), got '2'"
+    )
+    assert len(res.stderr.strip().splitlines()) == 1
     assert "Traceback" not in res.stderr
 
 
@@ -179,13 +182,17 @@ BAD = {
     "duplicate names": ("a,a,y\n1,2,0\n3,4,1\n", ["--target", "y"], "duplicate column names: a"),
     "not text": (b"\x89PNG\r\n\x1a\n\xff\xfe", ["--target", "y"], "is not UTF-8 text"),
     "unknown drop": ("a,y\n1,0\n2,1\n", ["--target", "y", "--drop", "b"], "unknown column(s): b"),
-    "bad top": ("a,y\n1,0\n2,1\n", ["--target", "y", "--top", "0"], "--top must be at least 1"),
+    "bad top": (
+        "a,y\n1,0\n2,1\n",
+        ["--target", "y", "--top", "0"],
+        "--top: must be an integer >= 1, got '0'",
+    ),
     "rare class": (
         "a,y\n" + "".join(f"{i},{'x' if i < 3 else i % 2}\n" for i in range(40)),
         ["--target", "y"],
         "class 'x' has only 3 rows, fewer than the 5 folds",
     ),
-    "bad cv": ("a,y\n1,0\n2,1\n", ["--target", "y", "--cv", "1"], "cv must be an int >= 2"),
+    "bad cv": ("a,y\n1,0\n2,1\n", ["--target", "y", "--cv", "1"], "--cv: must be an integer >= 2"),
 }
 
 

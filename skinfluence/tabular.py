@@ -1,0 +1,298 @@
+"""Reading and encoding tables for the command line: CSV in, model-ready arrays out.
+
+Every cell is read as text; a column whose present values all parse as numbers is
+numeric (median-imputed and scaled by :func:`make_preprocessor`), any other is
+categorical (one-hot encoded). Problems a user can fix raise :class:`TableError`
+with one line that names the file, the column or the line. Also the writing side:
+:func:`escape_cell` and :func:`printable` keep what goes back out (a CSV opened in a
+spreadsheet, a terminal) inert.
+"""
+
+import csv
+import os
+import re
+import shlex
+
+import numpy as np
+
+#: Cell values read as missing (compared lower-cased, after stripping blanks).
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+#: A text column with more distinct values than this, and than half the rows, is
+#: refused (free text or an identifier: one-hot encoding it would be meaningless).
+MAX_TEXT_LEVELS = 50
+
+
+class TableError(ValueError):
+    """A problem with the user's table, reported as one line."""
+
+
+# -- reading -----------------------------------------------------------------------------
+def read_csv(path):
+    """Header and columns of a CSV file, every cell as a stripped string.
+
+    Parameters
+    ----------
+    path : str
+        A UTF-8 CSV file with a header line.
+
+    Returns
+    -------
+    header : list of str
+    columns : list of ndarray of object
+        One array of strings per column.
+    """
+    if not os.path.exists(path):
+        raise TableError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise TableError(f"{path} is a directory, not a CSV file")
+    try:
+        return _read_csv_text(path)
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def _pandas():
+    """pandas when installed (the faster, more forgiving reader), else None."""
+    try:
+        import pandas
+    except ImportError:
+        return None
+    return pandas
+
+
+def _read_csv_text(path):
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh), None)
+    if not header or all(not h.strip() for h in header):
+        raise TableError(f"{path} is empty: expected a header line and data rows")
+    header = [h.strip() for h in header]
+    dups = sorted({h for h in header if header.count(h) > 1})
+    if dups:
+        raise TableError(f"{path} has duplicate column names: {', '.join(dups)}")
+    pd = _pandas()
+    if pd is not None:
+        try:
+            df = pd.read_csv(
+                path, dtype=str, na_filter=False, index_col=False, encoding="utf-8-sig"
+            )
+        except UnicodeDecodeError:
+            raise
+        except ValueError as exc:  # pandas' ParserError and EmptyDataError
+            raise TableError(f"{path}: {' '.join(str(exc).split())}") from exc
+        if df.shape[1] != len(header):
+            raise TableError(f"{path}: rows do not have the header's {len(header)} fields")
+        columns = [
+            df.iloc[:, j].fillna("").str.strip().to_numpy(dtype=object) for j in range(len(header))
+        ]
+    else:
+        columns = _read_rows_with_csv(path, header)
+    if len(columns[0]) == 0:
+        raise TableError(f"{path} has a header but no data rows")
+    return header, columns
+
+
+def _read_rows_with_csv(path, header):
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) > len(header):
+                raise TableError(
+                    f"{path}: line {line} has {len(row)} fields, the header {len(header)}"
+                )
+            rows.append([c.strip() for c in row] + [""] * (len(header) - len(row)))
+    return [np.array([r[j] for r in rows], dtype=object) for j in range(len(header))]
+
+
+# -- encoding ----------------------------------------------------------------------------
+def _is_missing(values):
+    return np.array([v.lower() in MISSING for v in values], dtype=bool)
+
+
+def _as_numbers(values, missing):
+    """Floats (NaN where missing), or None when some present value is not a number."""
+    out = np.full(len(values), np.nan)
+    try:
+        out[~missing] = [float(v) for v in values[~missing]]
+    except ValueError:
+        return None
+    return out
+
+
+def encode_columns(header, columns, target, drop=()):
+    """Features and labels of a table read by :func:`read_csv`.
+
+    Parameters
+    ----------
+    header : list of str
+        Column names.
+    columns : list of ndarray of object
+        The columns, as strings.
+    target : str
+        The column holding the labels; rows without one are left out.
+    drop : sequence of str, default=()
+        Columns to leave out.
+
+    Returns
+    -------
+    X : ndarray of object, shape (n_kept, n_features)
+        Numeric columns as floats (NaN where missing), text columns as strings.
+    y : ndarray of str, shape (n_kept,)
+    kinds : dict
+        ``{"numeric": [...], "categorical": [...]}`` column positions in ``X``.
+    kept_rows : ndarray of int
+        The kept rows' positions in the file (0 = first data row).
+    """
+    if target not in header:
+        raise TableError(f"target column {target!r} not found; columns are: {', '.join(header)}")
+    unknown = [d for d in drop if d not in header]
+    if unknown:
+        raise TableError(f"--drop names unknown column(s): {', '.join(unknown)}")
+    y_raw = columns[header.index(target)]
+    kept = ~_is_missing(y_raw)
+    y = y_raw[kept].astype(str)
+    classes = np.unique(y)
+    if len(classes) < 2:
+        found = f"only {str(classes[0])!r}" if len(classes) else "no labels at all"
+        raise TableError(f"target column {target!r} has a single class ({found}): nothing to rank")
+    if len(classes) > MAX_TEXT_LEVELS and len(classes) > 0.5 * len(y):
+        raise TableError(
+            f"target column {target!r} has {len(classes)} distinct values in {len(y)} rows: "
+            "mislabels needs class labels, not a continuous target"
+        )
+    features, kinds = [], {"numeric": [], "categorical": []}
+    for name, values in zip(header, columns, strict=True):
+        if name == target or name in drop:
+            continue
+        values = values[kept]
+        missing = _is_missing(values)
+        if missing.all():
+            raise TableError(
+                f"column {name!r} has no values; leave it out with --drop {shlex.quote(name)}"
+            )
+        numbers_ = _as_numbers(values, missing)
+        if numbers_ is not None:
+            if np.isinf(numbers_).any():
+                raise TableError(f"column {name!r} holds infinite values, which cannot be scaled")
+            kinds["numeric"].append(len(features))
+            features.append(numbers_)
+            continue
+        levels = len(set(values[~missing]))
+        if levels > MAX_TEXT_LEVELS and levels > 0.5 * len(values):
+            raise TableError(
+                f"column {name!r} cannot be encoded: {levels} distinct text values in "
+                f"{len(values)} rows (free text or an identifier); leave it out with "
+                f"--drop {shlex.quote(name)}"
+            )
+        cats = values.copy()
+        cats[missing] = np.nan
+        kinds["categorical"].append(len(features))
+        features.append(cats)
+    if not features:
+        raise TableError("no feature columns left besides the target")
+    X = np.empty((int(kept.sum()), len(features)), dtype=object)
+    for j, col in enumerate(features):
+        X[:, j] = col
+    return X, y, kinds, np.flatnonzero(kept)
+
+
+def make_preprocessor(kinds, dense=False):
+    """Median-imputed, scaled numeric columns next to one-hot encoded text columns.
+
+    Parameters
+    ----------
+    kinds : dict
+        Column positions by kind, as :func:`encode_columns` returns them.
+    dense : bool, default=False
+        Dense one-hot output (for a torch net) instead of sparse.
+
+    Returns
+    -------
+    preprocessor : sklearn.compose.ColumnTransformer
+        Unfitted.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    transformers = []
+    if kinds["numeric"]:
+        numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+        transformers.append(("numeric", numeric, kinds["numeric"]))
+    if kinds["categorical"]:
+        categorical = make_pipeline(
+            SimpleImputer(strategy="most_frequent"),
+            OneHotEncoder(handle_unknown="ignore", sparse_output=not dense),
+        )
+        transformers.append(("categorical", categorical, kinds["categorical"]))
+    return ColumnTransformer(transformers, sparse_threshold=0.0 if dense else 0.3)
+
+
+# -- writing -----------------------------------------------------------------------------
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def escape_cell(value):
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a
+    leading ``'`` (the usual guard); numbers such as ``-1.5`` are left as they are.
+
+    Parameters
+    ----------
+    value : object
+        The cell's value.
+
+    Returns
+    -------
+    cell : str
+    """
+    text = str(value)
+    if text.startswith(FORMULA_LEADS) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text):
+    """``text`` with control characters (terminal escapes among them) shown as ``\\xNN``.
+
+    Parameters
+    ----------
+    text : object
+        What is about to be printed.
+
+    Returns
+    -------
+    safe : str
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def write_ranked_csv(path, header, columns, rows, order, scores, predicted):
+    """Write every row, most suspicious first, with rank, row, score and prediction.
+
+    Every cell that came from the input (and the predicted labels) goes through
+    :func:`escape_cell`.
+    """
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rank", "row", "score", "predicted", *map(escape_cell, header)])
+        for r, i in enumerate(order, start=1):
+            cells = [escape_cell(col[rows[i]]) for col in columns]
+            writer.writerow([r, rows[i], repr(float(scores[i])), escape_cell(predicted[i]), *cells])
