@@ -177,8 +177,8 @@ def bench(kind, args):
     row["grad_s"] = timed(lambda: ad.objective_gradient(), device, args.repeat)
 
     row["influence_cg_s"] = timed(lambda: ex_cg.influence(X_test, y_test), device)
-    row["cg_iterations"] = ex_cg._solver.n_iter_
-    row["cg_residual"] = ex_cg._solver.residual_
+    row["cg_iterations"] = ex_cg.solver_summary_["CG iterations"]
+    row["cg_residual"] = ex_cg.solver_summary_["CG worst relative residual"]
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():

@@ -33,6 +33,7 @@ from skinfluence.constraints import (
 )
 from skinfluence.indexing import as_indices
 from skinfluence.models import SUPPORTED_LINEAR, check_supported, make_adapter
+from skinfluence.models.base import as_target_array
 from skinfluence.solvers import SOLVERS, HessianSolver, make_solver
 
 
@@ -137,7 +138,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     solver_ : str
         The solver used ("direct", "cg", ...), after resolving "auto".
     solver_summary_ : dict
-        The fitted solver's own facts (e.g. CG iterations and residual).
+        The fitted solver's own facts as of now (e.g. damping, condition number;
+        CG iterations and worst residual over the solves run so far).
     damping_ : float
         The damping actually added to the Hessian.
     hessian_condition_ : float or None
@@ -277,11 +279,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             validate_data(
                 self, X, reset=reset, accept_sparse="csr", dtype=np.float64, ensure_all_finite=True
             )
-        if y is not None and _num_samples(y, "y") != _num_samples(X):
-            raise ValueError(
-                "X and y have inconsistent numbers of samples: "
-                f"{_num_samples(X)} and {_num_samples(y)}."
-            )
+        if y is not None:
+            # scalars, ragged lengths and labels of mixed types named before the model sees them
+            as_target_array(y, _num_samples(X))
 
     def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit (or adopt) the model and factor its Hessian.
@@ -412,7 +412,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self.solver_ = solver.name
         self.damping_ = float(solver.damping)
         self.hessian_condition_ = solver.summary().get("condition number")
-        self.solver_summary_ = solver.summary()
+
+    @property
+    def solver_summary_(self):
+        """The fitted solver's facts as of now (a new dict; CG counts grow with solves)."""
+        check_is_fitted(self, "_solver")
+        return self._solver.summary()
 
     # -- queries ---------------------------------------------------------------
     def _prepare(self, X, y):
@@ -710,7 +715,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return mislabel.score_from_inputs(
             name,
             inputs,
-            removal_weights=self.removal_weights_,
+            removal_weights=self._adapter.removal_weights,
             classifier=self.classes_ is not None,
             cv=cv,
         )

@@ -253,3 +253,92 @@ def test_mislabels_unknown_model_is_an_argparse_error(good_csv):
     res = run("mislabels", path, "--target", "label", "--model", "forest")
     assert res.returncode == 2
     assert "invalid choice: 'forest'" in res.stderr
+
+
+# -- hygiene: what goes back out is inert, outputs are checked first -------------------------
+@pytest.fixture
+def hostile_csv(tmp_path):
+    """Cells a spreadsheet would run as formulas, and labels with terminal escapes."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    path = tmp_path / "hostile.csv"
+    notes = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "plain", "-x"]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["x", "=note", "label"])
+        for i in range(40):
+            label = "\x1b[31mred" if x[i] + 0.3 * rng.normal() > 0 else "=blue"
+            w.writerow([f"{x[i]:.4f}", notes[i % len(notes)], label])
+    return path
+
+
+def test_formula_cells_are_escaped_and_escapes_not_printed(hostile_csv, tmp_path):
+    out = tmp_path / "ranked.csv"
+    res = run("mislabels", hostile_csv, "--target", "label", "--method", "loss", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert "\x1b" not in res.stdout and "\x1b" not in res.stderr
+    assert "\\x1b[31mred" in res.stdout  # shown, not executed
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["rank", "row", "score", "predicted", "x", "'=note", "label"]
+    cells = {c for r in rows[1:] for c in r}
+    assert {'\'=HYPERLINK("http://x")', "'+1+1", "'@SUM(A1)", "'-x", "'=blue"} <= cells
+    assert "-2" in cells  # a number stays a number
+    bad = [c for c in cells if c[:1] in "=+@" or (c[:1] == "-" and not _is_float(c))]
+    assert not bad
+    assert any(float(r[2]) > 0 for r in rows[1:])  # scores are plain numbers
+
+
+def _is_float(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_out_may_not_overwrite_the_input(hostile_csv):
+    before = hostile_csv.read_bytes()
+    res = run("mislabels", hostile_csv, "--target", "label", "--out", hostile_csv)
+    assert res.returncode == 2
+    assert "is the input file" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert hostile_csv.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+def test_bad_output_paths_are_refused_before_any_work(hostile_csv, tmp_path, option):
+    missing_dir = tmp_path / "no" / "such" / "dir" / "f.csv"
+    res = run("mislabels", hostile_csv, "--target", "label", option, missing_dir)
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    assert res.stdout == ""  # nothing was computed or printed first
+    res = run("mislabels", hostile_csv, "--target", "label", option, tmp_path)
+    assert res.returncode == 2 and "is a directory" in res.stderr and res.stdout == ""
+
+
+def test_demo_plots_path_that_is_a_file_is_refused_first(tmp_path):
+    path = tmp_path / "afile"
+    path.write_text("x")
+    res = run("demo", "--plots", path)
+    assert res.returncode == 2 and "is not a directory" in res.stderr and res.stdout == ""
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    from skinfluence import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_demo", interrupted)
+    assert cli.main(["demo"]) == 130
+    err = capsys.readouterr().err
+    assert err == "skinfluence: interrupted\n"
+
+
+def test_escape_cell_and_printable():
+    from skinfluence.tabular import escape_cell, printable
+
+    assert escape_cell("=1+2") == "'=1+2" and escape_cell("\tx") == "'\tx"
+    assert escape_cell("-1.5e3") == "-1.5e3" and escape_cell("+3") == "+3"
+    assert escape_cell("a=b") == "a=b" and escape_cell(3) == "3"
+    assert printable("a\x1b[2Jb\x07\nc") == "a\\x1b[2Jb\\x07\nc"
+    assert printable("caf\u00e9 \u2014 ok") == "caf\u00e9 \u2014 ok"

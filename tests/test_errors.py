@@ -172,3 +172,60 @@ def test_cg_non_convergence_warns(binary_data):
     ).fit(X, y)
     with pytest.warns(ConvergenceWarning, match="did not converge in 1 iterations"):
         ex.influence(X[:2], y[:2])
+
+
+def test_every_query_before_fit_is_not_fitted_error(binary_data):
+    X, y = binary_data
+    ex = InfluenceExplainer(LogisticRegression())
+    for call in (
+        lambda: ex.loss(),
+        lambda: ex.loss(X, y),
+        lambda: ex.gradient_norms(),
+        lambda: ex.mislabel_scores("loss"),
+        lambda: ex.find_mislabeled(k=3),
+        lambda: ex.cross_fitted_losses(),
+        lambda: ex.perturbation_influence(X[:1], y[:1]),
+        lambda: ex.validate(X[:1], y[:1]),
+        lambda: ex.score(X, y),
+        lambda: ex.solver_summary_,
+    ):
+        with pytest.raises(NotFittedError):
+            call()
+
+
+@pytest.mark.parametrize("scalar", [1, np.int64(0), "a"])
+def test_a_scalar_y_is_named(fitted, scalar):
+    ex, X, _ = fitted
+    with pytest.raises(
+        ValueError, match=r"y must hold one label or target per sample, got the scalar"
+    ):
+        ex.influence(X[:1], scalar)
+    with pytest.raises(ValueError, match=r"got the scalar"):
+        InfluenceExplainer(LogisticRegression()).fit(X[:1], scalar)
+
+
+def test_mixed_label_types_are_named(binary_data):
+    X, y = binary_data
+    mixed = np.array([1, "a"] * (len(y) // 2), dtype=object)
+    with pytest.raises(ValueError, match="y mixes string labels with other types"):
+        InfluenceExplainer(LogisticRegression()).fit(X, mixed)
+    ex = InfluenceExplainer(LogisticRegression()).fit(X, np.where(y == 1, "a", "b"))
+    with pytest.raises(ValueError, match="y mixes string labels"):
+        ex.influence(X[:2], np.array([1, "a"], dtype=object))
+    with pytest.raises(ValueError, match=r"labels not seen during fit: \[0, 1\]; known classes"):
+        ex.influence(X[:2], [0, 1])
+
+
+def test_fitted_arrays_are_not_live_internals(binary_data):
+    X, y = binary_data
+    ex = InfluenceExplainer(LogisticRegression()).fit(X, y)
+    before = ex.influence(X[:3], y[:3])
+    scores = ex.mislabel_scores("alo_loss")
+    ex.removal_weights_[:] = 5.0
+    ex.classes_[:] = 7
+    ex.estimator_.coef_[:] = 100.0  # the fitted model, edited in place
+    ex.self_influence()[:] = 0.0
+    ex.loss()[:] = 0.0
+    np.testing.assert_array_equal(ex.influence(X[:3], y[:3]), before)
+    np.testing.assert_array_equal(ex.mislabel_scores("alo_loss"), scores)
+    assert ex.solver_summary_ is not ex.solver_summary_  # a new dict each time

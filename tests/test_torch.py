@@ -1,5 +1,6 @@
 """The torch/skorch path: agreement with the closed form, solvers, derivatives, errors."""
 
+import copy
 import re
 import warnings
 
@@ -397,3 +398,100 @@ def test_double_backward_fallback_matches_forward_over_reverse(mlp_direct):
     f = ad._block_objective(ad.train_data, ad._w)
     fallback = ad._flat(ad._hvp_double_backward(f, Vd), batch=True).numpy().T
     np.testing.assert_allclose(fallback + ad.lam[:, None] * V, ad.hvp(V), rtol=1e-10, atol=1e-12)
+
+
+# -- errors that name the real cause -------------------------------------------------------
+def test_nan_weight_is_named_not_blamed_on_the_loss(mlp_net, iris):
+    X, y = iris
+    net = copy.deepcopy(mlp_net)
+    with torch.no_grad():
+        net.module_.fc2.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"weights contain NaN or infinity \(fc2.weight\)"):
+        InfluenceExplainer(FrozenEstimator(net)).fit(X, y)
+
+
+def test_decomposability_is_checked_beyond_the_first_rows(iris):
+    X, y = iris
+
+    class MeanUpTo16ThenSum(NeuralNet):
+        # decomposable-looking on 16 rows (a mean), a sum on bigger batches
+        def get_loss(self, y_pred, y_true, *args, **kwargs):
+            per = torch.nn.functional.cross_entropy(y_pred, y_true, reduction="none")
+            return per.mean() if len(per) <= 16 else per.sum()
+
+    net = MeanUpTo16ThenSum(
+        MLP, criterion=torch.nn.CrossEntropyLoss, train_split=None, verbose=0
+    ).initialize()
+    with pytest.raises(ValueError, match=r"not per-sample decomposable: .*\['mean', 'sum'\]"):
+        InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X, y)
+
+
+def test_integer_X_for_a_float_net_is_named(iris):
+    X, y = iris
+    net = NeuralNetClassifier(
+        MLP,
+        module__dtype=torch.float32,
+        criterion=torch.nn.CrossEntropyLoss,
+        train_split=None,
+        verbose=0,
+    ).initialize()
+    with pytest.raises(ValueError, match=r"X of dtype int64.*computes in float32.*astype"):
+        InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X.round().astype(np.int64), y)
+
+
+def test_float_labels_for_a_classifier(mlp_net, mlp_direct, iris):
+    X, y = iris
+    ex = InfluenceExplainer(FrozenEstimator(mlp_net)).fit(X, y.astype(float))
+    np.testing.assert_allclose(
+        ex.influence(X[:3], y[:3].astype(float)), mlp_direct.influence(X[:3], y[:3])
+    )
+    with pytest.raises(ValueError, match="non-integer values"):
+        mlp_direct.influence(X[:2], [0.5, 1.0])
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="tests the message on a machine without a GPU"
+)
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_without_a_gpu_is_named(mlp_net, iris, device):
+    X, y = iris
+    with pytest.raises(ValueError, match=r"torch.cuda.is_available\(\) is False"):
+        InfluenceExplainer(FrozenEstimator(mlp_net), device=device).fit(X, y)
+
+
+def test_bad_device_string(mlp_net, iris):
+    X, y = iris
+    with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
+        InfluenceExplainer(FrozenEstimator(mlp_net), device="gpu").fit(X, y)
+
+
+def test_unknown_names_inside_a_params_list(mlp_net, iris):
+    X, y = iris
+    with pytest.raises(ValueError, match=r"'fc3' matches no trainable parameter"):
+        InfluenceExplainer(FrozenEstimator(mlp_net), params=["fc2", "fc3"]).fit(X, y)
+    ex = InfluenceExplainer(FrozenEstimator(mlp_net), params=["fc2"]).fit(X, y)
+    assert ex.n_params_ == 8 * 3 + 3
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_hessian_samples_range(mlp_net, iris, value):
+    X, y = iris
+    with pytest.raises(ValueError, match="'hessian_samples' parameter"):
+        InfluenceExplainer(FrozenEstimator(mlp_net), hessian_samples=value).fit(X, y)
+
+
+def test_float32_net_is_budgeted_in_float32(iris):
+    X, y = iris
+    net = NeuralNetClassifier(
+        MLP,
+        module__dtype=torch.float32,
+        criterion=torch.nn.CrossEntropyLoss,
+        train_split=None,
+        verbose=0,
+    ).initialize()
+    ex = InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X.astype(np.float32), y)
+    assert ex._adapter.itemsize == 4
+    ex64 = InfluenceExplainer(FrozenEstimator(net), damping=1.0, dtype="float64").fit(
+        X.astype(np.float32), y
+    )
+    assert ex64._adapter.itemsize == 8

@@ -148,7 +148,9 @@ class TorchAdapter(ModelAdapter):
         self.hessian_kind = hessian
         self.blocking = blocking
         self._setup_params(params, dtype, device)
-        self._binary = any(c.__name__ == "NeuralNetBinaryClassifier" for c in type(net).__mro__)
+        mro = [c.__name__ for c in type(net).__mro__]
+        self._binary = "NeuralNetBinaryClassifier" in mro
+        self._classifier = "NeuralNetClassifier" in mro
         self.classes_ = self._classes()
         self._train = self.prepare(X, y)
         if copy_X:  # torch.as_tensor shares memory with a matching numpy array
@@ -297,7 +299,8 @@ class TorchAdapter(ModelAdapter):
         y = as_target_array(y, n)
         if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
-        if self.classes_ is not None and not self._binary and y.dtype.kind in "fc":
+        classifier = self._classifier or self.classes_ is not None
+        if classifier and not self._binary and y.dtype.kind in "fc":
             # a classifier's criterion takes class indices: integral floats are cast,
             # anything else is not a label
             if not np.all(y == np.round(y)):
@@ -376,14 +379,16 @@ class TorchAdapter(ModelAdapter):
         try:
             return fn()
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-            X = self._train.X
-            x_dtype = str(X.dtype).replace("torch.", "")
-            net_dtype = str(self.dtype).replace("torch.", "")
+            X, y = self._train.X, self._train.y
+
+            def name(t):
+                return str(t.dtype).replace("torch.", "")
+
             raise ValueError(
-                f"The net failed on the training data (X of dtype {x_dtype}, shape "
-                f"{tuple(X.shape)}; the net computes in {net_dtype}): "
-                f"{' '.join(str(exc).split())[:300]}. "
-                "Pass X with the dtype and shape the net was trained on (e.g. "
+                f"The net failed on the training data (X of dtype {name(X)}, shape "
+                f"{tuple(X.shape)}; y of dtype {name(y)}; the net computes in "
+                f"{str(self.dtype).replace('torch.', '')}): {' '.join(str(exc).split())[:300]}. "
+                "Pass X and y with the dtypes and shapes the net was trained on (e.g. "
                 "X.astype(np.float32))."
             ) from exc
 
