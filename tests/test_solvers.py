@@ -169,6 +169,8 @@ def test_an_overflowing_hessian_is_named():
         DirectSolver().fit(toy)
     with pytest.raises(NonFiniteError, match="overflowed"):
         CGSolver().fit(toy).solve(np.ones(3))
+    with pytest.raises(NonFiniteError, match="overflowed"):
+        LowRankSolver(rank=1).fit(toy)
 
 
 def test_a_solver_instance_is_cloned_and_gets_the_explainers_damping():

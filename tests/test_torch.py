@@ -426,15 +426,22 @@ def test_decomposability_is_checked_beyond_the_first_rows(iris):
         InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X, y)
 
 
-def test_integer_X_for_a_float_net_is_named(iris):
-    X, y = iris
-    net = NeuralNetClassifier(
+@pytest.fixture(scope="module")
+def float32_net():
+    """An untrained float32 MLP (its weights as initialised)."""
+    torch.manual_seed(0)
+    return NeuralNetClassifier(
         MLP,
         module__dtype=torch.float32,
         criterion=torch.nn.CrossEntropyLoss,
         train_split=None,
         verbose=0,
     ).initialize()
+
+
+def test_integer_X_for_a_float_net_is_named(iris, float32_net):
+    X, y = iris
+    net = float32_net
     with pytest.raises(ValueError, match=r"X of dtype int64.*computes in float32.*astype"):
         InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X.round().astype(np.int64), y)
 
@@ -480,15 +487,9 @@ def test_hessian_samples_range(mlp_net, iris, value):
         InfluenceExplainer(FrozenEstimator(mlp_net), hessian_samples=value).fit(X, y)
 
 
-def test_float32_net_is_budgeted_in_float32(iris):
+def test_float32_net_is_budgeted_in_float32(iris, float32_net):
     X, y = iris
-    net = NeuralNetClassifier(
-        MLP,
-        module__dtype=torch.float32,
-        criterion=torch.nn.CrossEntropyLoss,
-        train_split=None,
-        verbose=0,
-    ).initialize()
+    net = float32_net
     ex = InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X.astype(np.float32), y)
     assert ex._adapter.itemsize == 4
     ex64 = InfluenceExplainer(FrozenEstimator(net), damping=1.0, dtype="float64").fit(

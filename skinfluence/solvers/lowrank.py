@@ -7,7 +7,12 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.utils import check_random_state
 
 from skinfluence.constraints import POSITIVE_INT, RANDOM_STATE, Interval
-from skinfluence.solvers.base import HessianSolver, SingularHessianError, damping_advice
+from skinfluence.solvers.base import (
+    HessianSolver,
+    NonFiniteError,
+    SingularHessianError,
+    damping_advice,
+)
 
 
 class LowRankSolver(HessianSolver):
@@ -65,6 +70,11 @@ class LowRankSolver(HessianSolver):
             matmat=lambda V: self._project(problem.hvp(self._project(V))),
         )
         v0 = self._project(check_random_state(self.random_state).normal(size=P))
+        if not np.isfinite(problem.hvp(v0)).all():
+            raise NonFiniteError(
+                "A Hessian-vector product overflowed (inf or NaN): standardise the features "
+                "(or targets), or for a net check its inputs and weights."
+            )
         w, V = eigsh(op, k=k, which="LA", tol=float(self.tol), v0=v0)
         order = np.argsort(w)[::-1]
         w, V = w[order], V[:, order]
