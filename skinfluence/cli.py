@@ -21,6 +21,7 @@ from skinfluence.tabular import (
     encode_columns,
     make_preprocessor,
     printable,
+    ranked_columns,
     read_csv,
     write_ranked_csv,
 )
@@ -64,17 +65,29 @@ def _number(kind, low, high=None, *, low_open=False, high_open=False):
     return parse
 
 
-def _check_output_file(path, option, inputs=()):
-    """Refuse an output path that cannot be written or that is one of the inputs."""
+def _check_output_file(path, option, inputs=(), formats=None):
+    """Refuse an output path that cannot be written or that is one of the inputs.
+
+    ``formats``, when given, are the file extensions the writer supports.
+    """
     if path is None:
         return
-    if os.path.isdir(path):
-        raise UsageError(f"{option} {path} is a directory; give a file name")
+    if not path.strip():
+        raise UsageError(f"{option} needs a file name, got an empty one")
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise UsageError(f"{option} {path} names a directory; give a file name")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UsageError(f"{option} {path}: the directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise UsageError(f"{option} {path} is not writable")
+    if formats is not None:
+        ext = os.path.splitext(path)[1].lstrip(".").lower()
+        if ext not in formats:
+            raise UsageError(
+                f"{option} {path}: give a file name ending in one of "
+                f"{', '.join('.' + f for f in sorted(formats))}"
+            )
     for other in inputs:
         if os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other):
             raise UsageError(f"{option} {path} is the input file; give another name")
@@ -150,7 +163,8 @@ def _demo(args):
     wrong = np.flatnonzero(pred != y_test)
     t = wrong[0] if wrong.size else None
     if t is not None:
-        res = ex.most_influential(X_test[t : t + 1], y_test[t : t + 1], k=args.top)
+        top = min(args.top, ex.n_train_)  # like head -n: asking for more shows them all
+        res = ex.most_influential(X_test[t : t + 1], y_test[t : t + 1], k=top)
         print()
         print(f"Test image {t}: true label {y_test[t]}, predicted {pred[t]}.")
         print("I_up,loss (Koh & Liang sign): negative = helpful, positive = harmful")
@@ -161,7 +175,8 @@ def _demo(args):
                 print(f"    train #{i:<5d} label {y_noisy[i]}  influence {v:+9.3f}{note}")
     if args.plots:
         test = None if t is None else (X_test[t : t + 1], y_test[t : t + 1])
-        for path in _demo_plots(args.plots, ex, flipped, X_train, y_noisy, test, args.top):
+        top = min(args.top, ex.n_train_)
+        for path in _demo_plots(args.plots, ex, flipped, X_train, y_noisy, test, top):
             print(f"wrote {path}")
     print(f"\ndone in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -252,9 +267,12 @@ def _mislabels(args):
     from skinfluence.mislabel import auto_method, rank_suspects
 
     _check_output_file(args.out, "--out", inputs=[args.file])
-    _check_output_file(args.plot, "--plot", inputs=[args.file, args.out or args.file])
-    if args.plot:
-        _pyplot()  # a missing matplotlib is found before the work, not after
+    if args.plot is not None:  # a missing matplotlib is found before the work, not after
+        _pyplot()
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        _check_output_file(args.plot, "--plot", [args.file, args.out or args.file], formats)
     header, columns = read_csv(args.file)
     X, y, kinds, rows = encode_columns(header, columns, args.target, args.drop or [])
     n_dropped = len(columns[0]) - len(rows)
@@ -270,7 +288,9 @@ def _mislabels(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # a net is not at an exact minimum and its Hessian can be indefinite: damp it
-        damping = 0.01 if args.model == "mlp" else 0.0
+        damping = args.damping
+        if damping is None:
+            damping = 0.01 if args.model == "mlp" else 0.0
         ex = InfluenceExplainer(model, damping=damping).fit(X, y_index)
         scores = ex.mislabel_scores(args.method, cv=args.cv)
     shown = set()
@@ -298,10 +318,16 @@ def _mislabels(args):
     print(f"{'rank':>5} {'row':>7}  {'label':<16} {'predicted':<16} {'score':>10}")
     for r, i in enumerate(order[: args.top], start=1):
         print(f"{r:>5} {rows[i]:>7}  {_cut(y[i]):<16} {_cut(predicted[i]):<16} {scores[i]:>10.4g}")
-    if args.out:
+    if args.out is not None:
+        if ranked_columns(header)[0] != "rank":
+            print(
+                "skinfluence: note: the input has a column named like an added one (rank, "
+                "row, score, predicted): the added columns are prefixed with skinfluence_",
+                file=sys.stderr,
+            )
         write_ranked_csv(args.out, header, columns, rows, order, scores, predicted)
         print(f"\nwrote {len(order)} ranked rows to {printable(args.out)}")
-    if args.plot:
+    if args.plot is not None:
         plt = _pyplot()
         from skinfluence.plotting import SelfInfluenceDisplay
 
@@ -356,7 +382,7 @@ def build_parser():
         default=0.1,
         help="fraction of labels flipped, in (0, 1)",
     )
-    demo.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
+    demo.add_argument("--seed", type=_number(int, 0, 2**32 - 1), default=0, help="random seed")
     demo.add_argument(
         "--C", type=_number(float, 0, low_open=True), default=1.0, help="inverse L2 strength"
     )
@@ -401,10 +427,19 @@ def build_parser():
         help="folds of the cross-fitted scores (auto, cv_*)",
     )
     mis.add_argument(
+        "--damping",
+        type=_number(float, 0),
+        default=None,
+        help="added to the Hessian (default: 0 for logreg, 0.01 for mlp)",
+    )
+    mis.add_argument(
         "--epochs", type=_number(int, 1), default=500, help="full-batch training epochs of mlp"
     )
     mis.add_argument(
-        "--seed", type=_number(int, 0), default=0, help="random seed of mlp's initialisation"
+        "--seed",
+        type=_number(int, 0, 2**32 - 1),
+        default=0,
+        help="random seed of mlp's initialisation",
     )
     mis.set_defaults(func=_mislabels)
     return parser

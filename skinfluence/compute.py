@@ -188,6 +188,9 @@ def perturbation_influence(adapter, solver, test_data, train_data, *, policy, ve
     blocks = policy.rows(n, per_row)
     for idx in _progress(blocks, len(blocks), "perturbation", verbose):
         parts.append(-adapter.perturbation_dot(adapter.take(train_data, idx), U))
+    if not parts:  # no training rows selected: an empty result of the right shape
+        one = adapter.perturbation_dot(adapter.take(adapter.train_data, slice(0, 1)), U)
+        return np.empty((U.shape[0], 0, one.shape[2]))
     out = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     return check_finite(out, "The perturbation influence")
 
@@ -307,4 +310,11 @@ def stationarity(adapter, *, policy):
             f"The training gradients' norms overflowed (||grad R|| = {grad_norm:.3g}, RMS "
             f"per-sample norm {scale:.3g}): {_OVERFLOW_ADVICE}"
         )
-    return grad_norm / scale if scale > 0 else grad_norm
+    ratio = grad_norm / scale if scale > 0 else grad_norm
+    if ratio > STATIONARITY_WARN:
+        # an exact fit leaves every gradient at rounding level, where the ratio of two
+        # rounding errors means nothing: measure against the curvature's scale as well
+        theta = np.asarray(adapter.theta, dtype=float)
+        floor = np.sqrt(np.finfo(float).eps) * float(np.linalg.norm(adapter.hvp(theta)))
+        ratio = grad_norm / max(scale, floor) if max(scale, floor) > 0 else grad_norm
+    return ratio

@@ -222,7 +222,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
     #: The declared range of every parameter, checked by ``fit`` before any work.
     _parameter_table: ClassVar[dict] = {
-        "estimator": [Satisfies(lambda e: hasattr(e, "fit"), "an estimator with fit")],
+        "estimator": [
+            Satisfies(
+                lambda e: hasattr(e, "fit") and not isinstance(e, type),
+                "an estimator instance with fit (e.g. LogisticRegression(), not the class)",
+            )
+        ],
         "damping": [Interval("real", 0, None)],
         "solver": [
             Options("auto", *SOLVERS),
@@ -312,6 +317,17 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         inner = self.estimator.estimator if self._is_frozen() else self.estimator
         check_supported(inner)
         self._validate_X(X, y, reset=True)
+        last = f"{inner.steps[-1][0]}__" if isinstance(inner, Pipeline) else ""
+        weights_in_params = [
+            k for k in fit_params if k in ("sample_weight", last + "sample_weight")
+        ]
+        if weights_in_params:
+            # routed to the model only, they would be left out of the influence objective
+            raise ValueError(
+                f"Pass the sample weights as fit(X, y, sample_weight=...), not as the fit "
+                f"parameter {weights_in_params[0]!r}: the explainer needs them to build the "
+                "training objective, and routes them to the model's last step itself."
+            )
         sample_weight = _check_sample_weight(sample_weight, _num_samples(X))
         model = self._fit_model(inner, X, y, sample_weight, fit_params)
         self.estimator_ = model

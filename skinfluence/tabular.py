@@ -45,6 +45,9 @@ def read_csv(path):
         raise TableError(f"no such file: {path}")
     if os.path.isdir(path):
         raise TableError(f"{path} is a directory, not a CSV file")
+    if not os.path.isfile(path):
+        # a pipe or a device: the header and the rows are read in two passes
+        raise TableError(f"{path} is not a regular file (a pipe?); save the table to a file first")
     try:
         return _read_csv_text(path)
     except UnicodeDecodeError as exc:
@@ -177,6 +180,14 @@ def encode_columns(header, columns, target, drop=()):
         if numbers_ is not None:
             if np.isinf(numbers_).any():
                 raise TableError(f"column {name!r} holds infinite values, which cannot be scaled")
+            with np.errstate(over="ignore", invalid="ignore"):
+                spread = np.nanstd(numbers_)
+            if not np.isfinite(spread):
+                raise TableError(
+                    f"column {name!r} holds values too large to scale (up to "
+                    f"{np.nanmax(np.abs(numbers_)):.3g}); rescale it or leave it out with "
+                    f"--drop {shlex.quote(name)}"
+                )
             kinds["numeric"].append(len(features))
             features.append(numbers_)
             continue
@@ -284,15 +295,32 @@ def printable(text):
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
+#: The columns the ranked file puts before the input's own.
+RANKED_COLUMNS = ("rank", "row", "score", "predicted")
+
+
+def ranked_columns(header):
+    """Names of the added columns: ``RANKED_COLUMNS``, prefixed when the input has them.
+
+    An input column called ``score`` next to the added ``score`` would make a
+    ``csv.DictReader`` of the ranked file read the wrong one, so on any clash all
+    added columns become ``skinfluence_rank``, ``skinfluence_row``, ...
+    """
+    if set(RANKED_COLUMNS) & set(header):
+        return [f"skinfluence_{c}" for c in RANKED_COLUMNS]
+    return list(RANKED_COLUMNS)
+
+
 def write_ranked_csv(path, header, columns, rows, order, scores, predicted):
     """Write every row, most suspicious first, with rank, row, score and prediction.
 
     Every cell that came from the input (and the predicted labels) goes through
     :func:`escape_cell`.
     """
+    added = ranked_columns(header)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["rank", "row", "score", "predicted", *map(escape_cell, header)])
+        writer.writerow([*added, *map(escape_cell, header)])
         for r, i in enumerate(order, start=1):
             cells = [escape_cell(col[rows[i]]) for col in columns]
             writer.writerow([r, rows[i], repr(float(scores[i])), escape_cell(predicted[i]), *cells])

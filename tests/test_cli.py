@@ -312,7 +312,7 @@ def test_bad_output_paths_are_refused_before_any_work(hostile_csv, tmp_path, opt
     assert res.returncode == 2 and "does not exist" in res.stderr
     assert res.stdout == ""  # nothing was computed or printed first
     res = run("mislabels", hostile_csv, "--target", "label", option, tmp_path)
-    assert res.returncode == 2 and "is a directory" in res.stderr and res.stdout == ""
+    assert res.returncode == 2 and "names a directory" in res.stderr and res.stdout == ""
 
 
 def test_demo_plots_path_that_is_a_file_is_refused_first(tmp_path):
@@ -342,3 +342,68 @@ def test_escape_cell_and_printable():
     assert escape_cell("a=b") == "a=b" and escape_cell(3) == "3"
     assert printable("a\x1b[2Jb\x07\nc") == "a\\x1b[2Jb\\x07\nc"
     assert printable("caf\u00e9 \u2014 ok") == "caf\u00e9 \u2014 ok"
+
+
+def test_more_output_path_mistakes_are_refused_first(hostile_csv, tmp_path):
+    cases = [
+        (["--out", ""], "--out needs a file name"),
+        (["--out", f"{tmp_path}/newdir/"], "names a directory"),
+        (["--plot", tmp_path / "p.xyz"], "give a file name ending in one of"),
+        (["--plot", tmp_path / "noext"], "give a file name ending in one of"),
+    ]
+    for extra, message in cases:
+        res = run("mislabels", hostile_csv, "--target", "label", "--method", "loss", *extra)
+        assert res.returncode == 2 and message in res.stderr, (extra, res.stderr)
+        assert res.stdout == ""
+    assert not (tmp_path / "newdir").exists()
+
+
+def test_a_pipe_is_refused_not_half_read(good_csv):
+    path, _, _ = good_csv
+    res = subprocess.run(  # input= feeds stdin through a pipe, as `cat file |` does
+        [sys.executable, "-m", "skinfluence", "mislabels", "/dev/stdin", "--target", "label"],
+        input=path.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2 and "is not a regular file" in res.stderr
+
+
+def test_added_columns_are_prefixed_when_the_input_has_them(tmp_path):
+    path = tmp_path / "clash.csv"
+    rng = np.random.default_rng(1)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "score", "label"])
+        for i in range(40):
+            w.writerow([i, f"{rng.normal():.3f}", "a" if rng.random() < 0.5 else "b"])
+    out = tmp_path / "ranked.csv"
+    res = run("mislabels", path, "--target", "label", "--method", "loss", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert "prefixed with skinfluence_" in res.stderr
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:4] == [
+        "skinfluence_rank",
+        "skinfluence_row",
+        "skinfluence_score",
+        "skinfluence_predicted",
+    ]
+    scores = [float(r["skinfluence_score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)  # the suspicion score, not the input's
+    assert {r["rank"] for r in rows} == {str(i) for i in range(40)}
+
+
+def test_values_too_large_to_scale_are_named(tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{(-1) ** i}e308,{i % 2}\n" for i in range(20)))
+    res = run("mislabels", path, "--target", "label", "--method", "loss")
+    assert res.returncode == 2 and "column 'b' holds values too large to scale" in res.stderr
+
+
+def test_seed_range_and_demo_top_larger_than_the_data():
+    res = run("demo", "--seed", "99999999999")
+    assert res.returncode == 2 and "argument --seed: must be an integer in [0, 4294967295]" in (
+        res.stderr
+    )

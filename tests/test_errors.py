@@ -229,3 +229,88 @@ def test_fitted_arrays_are_not_live_internals(binary_data):
     np.testing.assert_array_equal(ex.influence(X[:3], y[:3]), before)
     np.testing.assert_array_equal(ex.mislabel_scores("alo_loss"), scores)
     assert ex.solver_summary_ is not ex.solver_summary_  # a new dict each time
+
+
+def test_sample_weight_smuggled_in_as_a_fit_param_is_refused(binary_data):
+    X, y = binary_data
+    w = np.random.default_rng(0).random(len(y)) * 3 + 0.1
+    model = make_pipeline(StandardScaler(), LogisticRegression())
+    with pytest.raises(ValueError, match=r"fit\(X, y, sample_weight=...\), not as the fit"):
+        InfluenceExplainer(model).fit(X, y, logisticregression__sample_weight=w)
+    ex = InfluenceExplainer(model).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ex.removal_weights_, w / w.sum())
+
+
+def test_a_column_of_labels_with_class_weights(binary_data):
+    X, y = binary_data
+    ref = InfluenceExplainer(LogisticRegression(class_weight="balanced")).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's own DataConversionWarning
+        col = InfluenceExplainer(LogisticRegression(class_weight="balanced")).fit(X, y[:, None])
+    np.testing.assert_allclose(col.removal_weights_, ref.removal_weights_)
+    np.testing.assert_allclose(col.influence(X[:2], y[:2]), ref.influence(X[:2], y[:2]))
+
+
+def test_no_training_rows_selected_gives_empty_results(fitted):
+    ex, X, y = fitted
+    assert ex.perturbation_influence(X[:2], y[:2], train_indices=[]).shape == (2, 0, 5)
+    assert ex.influence_params([]).shape == (0, ex.n_params_)
+
+
+def test_an_exact_fit_is_stationary():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ex = InfluenceExplainer(LinearRegression()).fit(X, X @ [1.0, 2.0, 0.0, -1.0])
+    assert ex.stationarity_ < 1e-6
+    np.testing.assert_allclose(ex.influence(X[:2], X[:2] @ [1.0, 2.0, 0.0, -1.0]), 0, atol=1e-12)
+
+
+def test_tiny_sample_weights_are_called_numerically_singular_not_indefinite(binary_data):
+    X, y = binary_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(
+            SingularHessianError, match=r"numerically singular.*tiny sample weights"
+        ):
+            InfluenceExplainer(LogisticRegression()).fit(
+                X, y, sample_weight=np.full(len(y), 1e-300)
+            )
+
+
+def test_cg_with_a_tolerance_below_machine_precision(fitted):
+    ex, X, y = fitted
+    cg = InfluenceExplainer(LogisticRegression(), solver="cg", solver_params={"tol": 1e-300})
+    got = cg.fit(X, y).influence(X[:2], y[:2])
+    np.testing.assert_allclose(got, ex.influence(X[:2], y[:2]), rtol=1e-9, atol=1e-12)
+
+
+def test_lissa_far_from_converged_warns_with_the_figure(fitted):
+    ex, X, y = fitted
+    lissa = InfluenceExplainer(
+        LogisticRegression(), solver="lissa", solver_params={"scale": 1e6}, random_state=0
+    ).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match=r"LiSSA has not settled: .* by \d+%"):
+        lissa.influence(X[:2], y[:2])
+    assert lissa.solver_summary_["LiSSA drift (2nd half)"] > 0.4
+    settled = InfluenceExplainer(
+        LogisticRegression(), solver="lissa", solver_params={"batch_size": 400}, random_state=0
+    ).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        got = settled.influence(X[:2], y[:2])
+    np.testing.assert_allclose(got, ex.influence(X[:2], y[:2]), rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [{0, 1}, {0: 0, 1: 1}, (v for v in [0, 1])])
+def test_sets_dicts_and_generators_are_not_called_scalars(fitted, bad):
+    ex, X, _ = fitted
+    with pytest.raises(ValueError, match="y must be array-like"):
+        ex.influence(X[:2], bad)
+
+
+def test_the_estimator_class_instead_of_an_instance(binary_data):
+    X, y = binary_data
+    with pytest.raises(ValueError, match=r"LogisticRegression\(\), not the class"):
+        InfluenceExplainer(LogisticRegression).fit(X, y)

@@ -496,3 +496,9 @@ def test_float32_net_is_budgeted_in_float32(iris, float32_net):
         X.astype(np.float32), y
     )
     assert ex64._adapter.itemsize == 8
+
+
+def test_meta_device_is_named(mlp_net, iris):
+    X, y = iris
+    with pytest.raises(ValueError, match="holds no data"):
+        InfluenceExplainer(FrozenEstimator(mlp_net), device=torch.device("meta")).fit(X, y)

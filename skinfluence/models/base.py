@@ -29,6 +29,13 @@ def as_target_array(y, n):
         raise ValueError("y is required: influence needs the labels of the samples.")
     if hasattr(y, "detach"):  # torch tensor
         y = y.detach().cpu().numpy()
+    if isinstance(y, set | frozenset | dict) or (
+        hasattr(y, "__next__") and not hasattr(y, "__len__")
+    ):
+        raise ValueError(
+            f"y must be array-like (a list, an array or a pandas Series), got a "
+            f"{type(y).__name__}; e.g. y=list(...) or np.asarray(...)."
+        )
     y = np.asarray(y)
     if y.ndim == 0:
         raise ValueError(
@@ -75,6 +82,8 @@ class ModelAdapter(ABC):
         ``s_i / S``: the weight with which each training point enters the mean
         training objective. Removing point ``i`` is an upweighting by
         ``-removal_weights[i]`` (``1/n`` without sample weights).
+    theta : ndarray of shape (n_params,)
+        The fitted parameters, flattened (float64).
     itemsize : int
         Bytes per number of the adapter's own arrays (8 for float64, 4 for a
         float32 net): what memory budgets are counted in.

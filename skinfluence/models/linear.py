@@ -123,6 +123,8 @@ class LinearAdapter(ModelAdapter):
         self.blocking = blocking
         self._setup_model(model)
         y_raw = np.asarray(y)
+        if self.family != "squared" and y_raw.ndim == 2 and y_raw.shape[1] == 1:
+            y_raw = y_raw.ravel()  # a column of labels, as prepare() accepts it
         self._train = self.prepare(X, y)
         if copy_X and self.transform is None and _shares_memory(self._train.X, X):
             self._train.X = self._train.X.copy()

@@ -70,6 +70,8 @@ def _check_device(device):
         raise ValueError(
             f"device={device!r} is not a torch device ({exc}); use e.g. 'cpu' or 'cuda'."
         ) from None
+    if dev.type == "meta":
+        raise ValueError(f"device={device!r} holds no data (a meta device); use 'cpu' or 'cuda'.")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(

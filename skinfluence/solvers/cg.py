@@ -30,7 +30,8 @@ class CGSolver(HessianSolver):
         ``lambda`` in ``H + lambda * I``.
     tol : float in (0, 1), default=1e-8
         Relative residual ``||H x - b|| / ||b||`` at which a column has converged
-        (``tol >= 1`` would accept the zero start as the answer).
+        (``tol >= 1`` would accept the zero start as the answer; below machine
+        precision it acts as machine precision).
     max_iter : int >= 1 or None, default=None
         Iterations at most; None means ``10 * n_params``.
     """
@@ -95,7 +96,10 @@ class CGSolver(HessianSolver):
         bnorm = np.linalg.norm(B, axis=0)
         bnorm[bnorm == 0] = 1.0
         rs = (R * R).sum(axis=0)
-        active = np.sqrt(rs) / bnorm > self.tol
+        # a tol below machine precision cannot be reached: it acts as machine precision
+        tol = max(float(self.tol), np.finfo(float).eps)
+        # a column whose residual is exactly 0 is solved (its direction would be 0 too)
+        active = (np.sqrt(rs) / bnorm > tol) & (rs > 0)
         it = 0
         while active.any() and it < max_iter:
             cols = np.flatnonzero(active)
@@ -106,21 +110,29 @@ class CGSolver(HessianSolver):
                     "A Hessian-vector product overflowed (inf or NaN) in conjugate gradient: "
                     "standardise the features (or targets), or add damping."
                 )
-            if np.any(curv <= 0):
-                q = curv / np.maximum((P[:, cols] ** 2).sum(axis=0), 1e-300)
+            pp = (P[:, cols] ** 2).sum(axis=0)
+            if np.any(curv <= 0) and np.all(pp[curv <= 0] > np.finfo(float).tiny):
+                q = curv / pp
                 raise SingularHessianError(
                     "Conjugate gradient met non-positive curvature "
                     f"(p^T H p / p^T p = {q.min():.3g} with damping={self.damping:g}): the "
                     "Hessian plus damping is not positive definite. Pass "
                     f"damping={self._advice(q.min()):.3g} (or more)."
                 )
+            if np.any(curv <= 0):  # directions underflowed to 0: those columns are solved
+                stalled = cols[curv <= 0]
+                active[stalled] = False
+                keep = curv > 0
+                cols, HP, curv = cols[keep], HP[:, keep], curv[keep]
+                if cols.size == 0:
+                    break
             alpha = rs[cols] / curv
             X[:, cols] += alpha * P[:, cols]
             R[:, cols] -= alpha * HP
             rs_new = (R[:, cols] ** 2).sum(axis=0)
             P[:, cols] = R[:, cols] + (rs_new / rs[cols]) * P[:, cols]
             rs[cols] = rs_new
-            active[cols] = np.sqrt(rs_new) / bnorm[cols] > self.tol
+            active[cols] = (np.sqrt(rs_new) / bnorm[cols] > tol) & (rs_new > 0)
             it += 1
         worst = float(np.max(np.sqrt(rs) / bnorm)) if rs.size else 0.0
         self.n_iter_ = max(self.n_iter_, it)
@@ -131,7 +143,7 @@ class CGSolver(HessianSolver):
                 f"worst relative residual {worst:.3g} > tol={self.tol:g}. Increase "
                 "max_iter, add damping, or use solver='direct'.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=5,  # the caller of the explainer's method
             )
         return X[:, 0] if squeeze else X
 

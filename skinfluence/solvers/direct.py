@@ -50,15 +50,18 @@ class DirectSolver(HessianSolver):
             H += scale * (self.null_basis_ @ self.null_basis_.T)
         eig = sla.eigvalsh(H)
         self.min_eigenvalue_, self.max_eigenvalue_ = float(eig[0]), float(eig[-1])
-        if not eig[0] > p * np.finfo(float).eps * abs(eig[-1]):
+        rounding = p * np.finfo(float).eps * abs(eig[-1])
+        if not eig[0] > rounding:
             # the advice is the whole damping to pass, from the undamped spectrum
             advice = damping_advice(eig[0] - damping, eig[-1] - damping)
-            if eig[0] > 0:
+            if eig[0] > -rounding:  # zero, or negative only by the eigensolver's rounding
                 raise SingularHessianError(
                     "The Hessian of the training objective is numerically singular: its "
-                    f"eigenvalues span {eig[0]:.3g} to {eig[-1]:.3g}, beyond what float64 "
-                    f"resolves (often features on very different scales). Pass damping={advice:.3g}"
-                    " (or more), or standardise the features."
+                    f"smallest eigenvalue ({eig[0]:.3g}) is at the rounding level of its "
+                    f"largest ({eig[-1]:.3g}), beyond what float64 resolves (features on "
+                    "very different scales, collinear features, or a penalty that swamps the "
+                    f"data term: tiny sample weights or C). Pass damping={advice:.3g} (or "
+                    "more), or standardise the features."
                 )
             raise SingularHessianError(
                 "The Hessian of the training objective is singular or indefinite "

@@ -1,12 +1,17 @@
 """LiSSA: a stochastic Neumann-series estimate of H^-1 B from mini-batch HVPs."""
 
+import warnings
 from typing import ClassVar
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from skinfluence.constraints import NONE, POSITIVE_INT, RANDOM_STATE, Interval
 from skinfluence.solvers.base import HessianSolver, SingularHessianError
+
+#: Relative change over the second half of the recursion above which LiSSA warns.
+DRIFT_WARN = 0.1
 
 
 class LissaSolver(HessianSolver):
@@ -17,7 +22,10 @@ class LissaSolver(HessianSolver):
     ``h_depth / scale``, averaged over ``repeats`` independent runs. It converges
     when ``scale`` exceeds the largest eigenvalue of ``H + damping I``; with
     ``scale=None`` that eigenvalue is estimated by power iteration and
-    ``scale = 1.5 * lambda_max``. A growing or non-finite iterate raises.
+    ``scale = 1.5 * lambda_max``. A growing or non-finite iterate raises; an
+    iterate that still moves by more than 10% over the second half of the
+    recursion (too few steps for the scale, or mini-batch noise) is a
+    :class:`~sklearn.exceptions.ConvergenceWarning` with that figure.
 
     Parameters
     ----------
@@ -60,6 +68,7 @@ class LissaSolver(HessianSolver):
         self.check_params()
         self._null_projector(problem)
         self._problem = problem
+        self.drift_ = 0.0
         if self.scale is None:
             self.scale_ = 1.5 * (self._largest_eigenvalue(problem) + self.damping)
         else:
@@ -95,9 +104,13 @@ class LissaSolver(HessianSolver):
         scale = self.scale_
         bnorm = max(float(np.linalg.norm(B)), np.finfo(float).tiny)
         total = np.zeros_like(B)
+        drift = 0.0
         for _ in range(self.repeats):
             h = B.copy()
+            half = h
             for step in range(self.depth):
+                if step == self.depth // 2:
+                    half = h
                 idx = rng.choice(n, size=min(self.batch_size, n), replace=False)
                 Hh = self._project(self._problem.hvp(h, indices=idx))
                 h = B + (1.0 - self.damping / scale) * h - Hh / scale
@@ -111,6 +124,19 @@ class LissaSolver(HessianSolver):
                         "estimate it), add damping, or use solver='cg'."
                     )
             total += h / scale
+            # how far the second half of the recursion still moved the iterate: a
+            # converged series (and small mini-batch noise) leaves it near 0
+            drift = max(drift, float(np.linalg.norm(h - half) / max(np.linalg.norm(h), 1e-300)))
+        self.drift_ = max(getattr(self, "drift_", 0.0), drift)
+        if drift > DRIFT_WARN:
+            warnings.warn(
+                f"LiSSA has not settled: the second half of the {self.depth}-step recursion "
+                f"still moved the estimate by {drift:.0%} (scale={scale:.3g}), so its error is "
+                "likely of that order. Increase depth (or repeats and batch_size), leave "
+                "scale=None to estimate it, or use solver='cg'.",
+                ConvergenceWarning,
+                stacklevel=5,  # the caller of the explainer's method
+            )
         X = total / self.repeats
         return X[:, 0] if squeeze else X
 
@@ -121,4 +147,5 @@ class LissaSolver(HessianSolver):
             "LiSSA scale": self.scale_,
             "LiSSA depth": self.depth,
             "LiSSA repeats": self.repeats,
+            "LiSSA drift (2nd half)": getattr(self, "drift_", 0.0),
         }
