@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -108,6 +109,22 @@ def _check_output_dir(path, option):
         raise UsageError(f"{option} {path} is not writable")
 
 
+@contextmanager
+def _warnings_as_lines():
+    """Warnings raised inside, printed once each as one line on stderr afterwards."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    shown = set()
+    for w in caught:
+        message = _one_line(w.message)
+        # deprecation notices inside torch or skorch are for developers, not for this user
+        if issubclass(w.category, DeprecationWarning | FutureWarning) or message in shown:
+            continue
+        shown.add(message)
+        print(f"skinfluence: warning: {message}", file=sys.stderr)
+
+
 # -- demo ------------------------------------------------------------------------------
 def _demo(args):
     _check_output_dir(args.plots, "--plots")
@@ -131,10 +148,11 @@ def _demo(args):
     )
     y_noisy, flipped = flip_labels(y_train, args.noise, random_state=args.seed)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=args.C, tol=1e-8, max_iter=5000))
-    ex = InfluenceExplainer(model).fit(X_train, y_noisy)
-    self_inf = ex.self_influence()
-    loss = ex.loss()
-    auto = ex.mislabel_scores("auto")
+    with _warnings_as_lines():
+        ex = InfluenceExplainer(model).fit(X_train, y_noisy)
+        self_inf = ex.self_influence()
+        loss = ex.loss()
+        auto = ex.mislabel_scores("auto")
 
     print(
         f"skinfluence demo: digits, {len(y_train)} training images, "
@@ -285,22 +303,13 @@ def _mislabels(args):
     classes, y_index = np.unique(y, return_inverse=True)
     _check_folds(args, classes, np.bincount(y_index))
     model = MODELS[args.model](X, kinds, len(classes), args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _warnings_as_lines():
         # a net is not at an exact minimum and its Hessian can be indefinite: damp it
         damping = args.damping
         if damping is None:
             damping = 0.01 if args.model == "mlp" else 0.0
         ex = InfluenceExplainer(model, damping=damping).fit(X, y_index)
         scores = ex.mislabel_scores(args.method, cv=args.cv)
-    shown = set()
-    for w in caught:
-        message = _one_line(w.message)
-        # deprecation notices inside torch or skorch are for developers, not for this user
-        if issubclass(w.category, DeprecationWarning | FutureWarning) or message in shown:
-            continue
-        shown.add(message)
-        print(f"skinfluence: warning: {printable(message)}", file=sys.stderr)
     method = f"{auto_method(ex)} (auto)" if args.method == "auto" else args.method
     predicted = classes[np.asarray(ex.estimator_.predict(X)).astype(int)]
     order = rank_suspects(scores)
