@@ -12,7 +12,10 @@ blocks, each block's gradients formed and multiplied with ``A`` in one BLAS call
 import numpy as np
 import scipy.sparse as sp
 
+from skinfluence.blocking import Blocking, row_blocks
 from skinfluence.exceptions import NonFiniteError
+
+__all__ = ["Blocking", "row_blocks"]  # the policy lives in blocking.py, below the adapters
 
 #: What to do about an overflow, appended to every NonFiniteError message.
 _OVERFLOW_ADVICE = (
@@ -29,50 +32,6 @@ def _progress(iterable, total, desc, verbose, unit="block"):
     except ImportError:  # progress bars are a convenience, never a requirement
         return iterable
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
-
-
-def row_blocks(n_rows, bytes_per_row, working_memory, batch_size=None):
-    """Slices of at most ``batch_size`` rows, else as many as fit ``working_memory`` MiB."""
-    if batch_size is None:
-        batch_size = int(working_memory * 2**20 // max(int(bytes_per_row), 1))
-    batch_size = max(1, int(batch_size))
-    return [slice(s, min(s + batch_size, n_rows)) for s in range(0, n_rows, batch_size)]
-
-
-class Blocking:
-    """The one memory policy: how many rows of a given width make one block.
-
-    Built by the explainer from its ``working_memory`` and ``batch_size`` and handed
-    to the adapter, which uses it for its own sweeps over the training set (Hessian,
-    HVPs, objective gradient); the functions of this module use it for theirs.
-    Widths are in bytes, computed by the caller in the adapter's ``itemsize``, so
-    that a float32 net is budgeted as float32.
-
-    Parameters
-    ----------
-    working_memory : float
-        Budget in MiB for the largest temporary of one block.
-    batch_size : int or None, default=None
-        Rows per block of the streams over samples (influence, self-influence,
-        losses, gradients); None derives it from ``working_memory``.
-    """
-
-    def __init__(self, working_memory, batch_size=None):
-        self.working_memory = float(working_memory)
-        self.batch_size = batch_size
-
-    def rows(self, n_rows, bytes_per_row, *, use_batch_size=True):
-        """Row slices of ``range(n_rows)`` whose rows of ``bytes_per_row`` fit the budget.
-
-        ``batch_size``, when set, fixes the rows per block instead, except with
-        ``use_batch_size=False`` (the adapters' sweeps for the Hessian and HVPs,
-        whose width is not a gradient's).
-        """
-        batch = self.batch_size if use_batch_size else None
-        return row_blocks(n_rows, bytes_per_row, self.working_memory, batch)
-
-    def __repr__(self):
-        return f"Blocking(working_memory={self.working_memory:g}, batch_size={self.batch_size})"
 
 
 def check_finite(values, what):
@@ -112,7 +71,8 @@ def solved_test_gradients(adapter, solver, test_data):
 
 def _streamed_rows(adapter, n_test, policy, output_blocks=0):
     """Row blocks whose gradients plus ``output_blocks`` result blocks fit the budget."""
-    per_row = adapter.itemsize * (adapter.n_params + output_blocks * n_test)
+    # gradients in the adapter's itemsize; results come back as float64 whatever it is
+    per_row = adapter.itemsize * adapter.n_params + 8 * output_blocks * n_test
     return policy.rows(adapter.n_train, per_row)
 
 

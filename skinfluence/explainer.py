@@ -26,6 +26,7 @@ from skinfluence.constraints import (
     STR_LIST,
     InstanceOf,
     Interval,
+    InvalidParameterError,
     Options,
     Satisfies,
     check_param,
@@ -38,9 +39,9 @@ from skinfluence.solvers import SOLVERS, HessianSolver, make_solver
 
 
 def _is_float64_spec(value):
-    if value is np.float64:
-        return True
-    return type(value).__module__ == "torch" and str(value) == "torch.float64"
+    if type(value).__module__ == "torch":
+        return str(value) == "torch.float64"
+    return np.dtype(value) == np.float64
 
 
 def _is_torch_device(value):
@@ -147,7 +148,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     stationarity_ : float
         ``||grad R(theta_hat)||`` relative to the RMS per-sample gradient norm;
         influence functions assume it is close to 0 (a warning is raised above
-        ``1e-3``).
+        ``1e-3``). When every gradient is at rounding level (an exact fit), the
+        norm is taken relative to ``sqrt(eps) * ||H theta_hat||`` instead, where
+        a ratio of two rounding errors would mean nothing.
 
     Notes
     -----
@@ -254,12 +257,16 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     def _check_params(self):
         """Every parameter against the table, and the solver's options, before any work."""
         check_params(type(self).__name__, self._parameter_table, self.get_params(deep=False))
-        # a named solver's options are range-checked now; "auto" is checked as "cg"
-        # here (its choice waits for the parameter count) and again once resolved
-        probe = "cg" if self.solver == "auto" else self.solver
-        if not (self.solver == "auto" and not self.solver_params):
+        if self.solver == "auto" and self.solver_params:
+            # "auto" picks by the parameter count, known only once the model is fitted
+            raise InvalidParameterError(
+                f"solver_params={self.solver_params!r} needs a named solver: solver='auto' "
+                "picks 'direct' (no options) or 'cg' by the number of parameters; pass "
+                "solver='cg' (or 'lissa', 'lowrank') with its options."
+            )
+        if self.solver != "auto":  # the named solver's options, range-checked now
             make_solver(
-                probe,
+                self.solver,
                 damping=float(self.damping),
                 random_state=self.random_state,
                 solver_params=self.solver_params,
@@ -314,6 +321,19 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         self._check_params()
+        try:
+            return self._fit(X, y, sample_weight, fit_params)
+        except BaseException:
+            # a fit that fails part-way leaves no half-old, half-new state behind
+            self._forget_fit()
+            raise
+
+    def _forget_fit(self):
+        for name in list(vars(self)):
+            if (name.endswith("_") and not name.startswith("__")) or name in _FIT_STATE:
+                delattr(self, name)
+
+    def _fit(self, X, y, sample_weight, fit_params):
         inner = self.estimator.estimator if self._is_frozen() else self.estimator
         check_supported(inner)
         self._validate_X(X, y, reset=True)
@@ -330,10 +350,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             )
         sample_weight = _check_sample_weight(sample_weight, _num_samples(X))
         model = self._fit_model(inner, X, y, sample_weight, fit_params)
-        self.estimator_ = model
         adapter = self._build_adapter(model, X, y, sample_weight)
-        self.stationarity_ = self._check_stationarity(adapter)
+        stationarity = self._check_stationarity(adapter)
         solver = self._fit_solver(adapter)
+        # every step succeeded: only now is the fitted state replaced, all at once
+        self.estimator_, self.stationarity_ = model, stationarity
         self._adapter, self._solver = adapter, solver
         self._keep_fit_inputs(adapter, X, y, sample_weight, fit_params)
         self._set_fitted_attributes(adapter, solver)
@@ -847,6 +868,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         tags.input_tags.sparse = get_tags(model).input_tags.sparse
         tags.input_tags.allow_nan = get_tags(model).input_tags.allow_nan
         return tags
+
+
+#: Private attributes that belong to a fit (cleared when a fit fails part-way).
+_FIT_STATE = ("_adapter", "_solver", "_fit_inputs", "_cross_fitted_cache", "_train_cache")
 
 
 def _indexable(a, copy):

@@ -10,8 +10,8 @@ spreadsheet, a terminal) inert.
 
 import csv
 import os
-import re
 import shlex
+import unicodedata
 
 import numpy as np
 
@@ -277,11 +277,18 @@ def escape_cell(value):
     return text
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+def _unsafe(ch):
+    o = ord(ch)
+    # C0 and C1 controls (newlines and tabs too: they would break a table's rows) and
+    # format characters such as the bidi overrides, which reorder what a terminal shows
+    return o < 0x20 or 0x7F <= o <= 0x9F or unicodedata.category(ch) == "Cf"
 
 
 def printable(text):
-    """``text`` with control characters (terminal escapes among them) shown as ``\\xNN``.
+    """``text`` with control and format characters shown as escapes (``\\x1b``, ``\\u202e``).
+
+    Terminal escape sequences, newlines, tabs and bidi overrides from a user's file
+    are shown, never acted on.
 
     Parameters
     ----------
@@ -292,7 +299,13 @@ def printable(text):
     -------
     safe : str
     """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    text = str(text)
+    if not any(map(_unsafe, text)):
+        return text
+    return "".join(
+        (f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}") if _unsafe(c) else c
+        for c in text
+    )
 
 
 #: The columns the ranked file puts before the input's own.

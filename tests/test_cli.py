@@ -24,6 +24,15 @@ def run(*args, timeout=300):
     )
 
 
+@pytest.fixture
+def no_work(monkeypatch):
+    """Reading the table or fitting the explainer fails the test: checks must come first."""
+    from skinfluence import InfluenceExplainer, cli
+
+    monkeypatch.setattr(cli, "read_csv", lambda *a, **k: pytest.fail("read the table first"))
+    monkeypatch.setattr(InfluenceExplainer, "fit", lambda *a, **k: pytest.fail("fitted first"))
+
+
 def run_here(capsys, *args):
     """The command in this process (no interpreter start-up): ``(status, stdout, stderr)``."""
     from skinfluence import cli
@@ -309,7 +318,7 @@ def _is_float(text):
     return True
 
 
-def test_out_may_not_overwrite_the_input(hostile_csv, capsys):
+def test_out_may_not_overwrite_the_input(hostile_csv, capsys, no_work):
     before = hostile_csv.read_bytes()
     status, _, err = run_here(
         capsys, "mislabels", hostile_csv, "--target", "label", "--out", hostile_csv
@@ -320,7 +329,9 @@ def test_out_may_not_overwrite_the_input(hostile_csv, capsys):
 
 
 @pytest.mark.parametrize("option", ["--out", "--plot"])
-def test_bad_output_paths_are_refused_before_any_work(hostile_csv, tmp_path, option, capsys):
+def test_bad_output_paths_are_refused_before_any_work(
+    hostile_csv, tmp_path, option, capsys, no_work
+):
     missing_dir = tmp_path / "no" / "such" / "dir" / "f.csv"
     status, out, err = run_here(
         capsys, "mislabels", hostile_csv, "--target", "label", option, missing_dir
@@ -333,7 +344,7 @@ def test_bad_output_paths_are_refused_before_any_work(hostile_csv, tmp_path, opt
     assert status == 2 and "names a directory" in err and out == ""
 
 
-def test_demo_plots_path_that_is_a_file_is_refused_first(tmp_path, capsys):
+def test_demo_plots_path_that_is_a_file_is_refused_first(tmp_path, capsys, no_work):
     path = tmp_path / "afile"
     path.write_text("x")
     status, out, err = run_here(capsys, "demo", "--plots", path)
@@ -358,11 +369,12 @@ def test_escape_cell_and_printable():
     assert escape_cell("=1+2") == "'=1+2" and escape_cell("\tx") == "'\tx"
     assert escape_cell("-1.5e3") == "-1.5e3" and escape_cell("+3") == "+3"
     assert escape_cell("a=b") == "a=b" and escape_cell(3) == "3"
-    assert printable("a\x1b[2Jb\x07\nc") == "a\\x1b[2Jb\\x07\nc"
+    assert printable("a\x1b[2Jb\x07\nc\td") == "a\\x1b[2Jb\\x07\\x0ac\\x09d"
+    assert printable("abc\u202eevil") == "abc\\u202eevil"  # a bidi override
     assert printable("caf\u00e9 \u2014 ok") == "caf\u00e9 \u2014 ok"
 
 
-def test_more_output_path_mistakes_are_refused_first(hostile_csv, tmp_path, capsys):
+def test_more_output_path_mistakes_are_refused_first(hostile_csv, tmp_path, capsys, no_work):
     cases = [
         (["--out", ""], "--out needs a file name"),
         (["--out", f"{tmp_path}/newdir/"], "names a directory"),

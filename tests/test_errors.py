@@ -314,3 +314,29 @@ def test_the_estimator_class_instead_of_an_instance(binary_data):
     X, y = binary_data
     with pytest.raises(ValueError, match=r"LogisticRegression\(\), not the class"):
         InfluenceExplainer(LogisticRegression).fit(X, y)
+
+
+def test_a_failed_refit_leaves_an_unfitted_explainer_not_a_mixture(binary_data):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    y = X[:, 0] + rng.normal(size=50)
+    ex = InfluenceExplainer(LinearRegression()).fit(X, y)
+    with pytest.raises(SingularHessianError):
+        ex.fit(np.hstack([X, X[:, :1]]), y)  # collinear: the Hessian is singular
+    for call in (ex.loss, ex.self_influence, lambda: ex.influence(X[:2], y[:2])):
+        with pytest.raises(NotFittedError):
+            call()
+    assert not hasattr(ex, "n_features_in_") and not hasattr(ex, "estimator_")
+    ex.fit(X, y)  # and it fits again
+    assert ex.loss().shape == (50,)
+
+
+def test_solver_params_with_auto_are_refused_before_any_work(binary_data):
+    X, y = binary_data
+
+    class Loud(LogisticRegression):
+        def fit(self, *a, **k):
+            raise AssertionError("fitted before the check")
+
+    with pytest.raises(ValueError, match=r"solver_params=.* needs a named solver"):
+        InfluenceExplainer(Loud(), solver_params={"tol": 1e-6}).fit(X, y)

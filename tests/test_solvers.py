@@ -188,3 +188,33 @@ def test_a_solver_instance_is_cloned_and_gets_the_explainers_damping():
 def test_make_solver_auto_picks_by_parameter_count():
     assert make_solver("auto", 100).name == "direct"
     assert make_solver("auto", 10_000).name == "cg"
+
+
+def test_lowrank_default_rank_fits_a_small_model(problems):
+    ad = problems["binary"]  # 7 parameters: the default keeps 6 eigenpairs
+    solver = LowRankSolver(random_state=0).fit(ad)
+    assert solver.summary()["rank"] == ad.n_params - 1
+    with pytest.raises(ValueError, match="must be below 7"):
+        LowRankSolver(rank=7).fit(ad)
+
+
+def test_cg_an_underflowed_column_does_not_hide_an_indefinite_one():
+    toy = _Toy(np.diag([-1.0, 1.0, 1.0]))
+    B = np.array([[1.0, 1e-155], [0.0, 0.0], [0.0, 0.0]])
+    with pytest.raises(SingularHessianError, match="non-positive curvature"):
+        CGSolver().fit(toy).solve(B)
+
+
+def test_cg_advice_is_bounded_in_hessian_products():
+    rng = np.random.default_rng(0)
+    w = np.concatenate([[-1e-3], rng.uniform(0, 1e-3, 200), rng.uniform(1, 2, 99)])
+    Q, _ = np.linalg.qr(rng.normal(size=(300, 300)))
+    toy = _Toy((Q * w) @ Q.T)
+    calls = []
+    hvp = toy.hvp
+    toy.hvp = lambda V, indices=None: calls.append(1) or hvp(V)
+    with pytest.raises(SingularHessianError):
+        CGSolver().fit(toy).solve(rng.normal(size=(300, 1)))
+    from skinfluence.solvers.cg import ADVICE_MAX_RESTARTS, ADVICE_NCV
+
+    assert len(calls) <= 300 + (ADVICE_MAX_RESTARTS + 1) * ADVICE_NCV

@@ -490,15 +490,40 @@ def test_hessian_samples_range(mlp_net, iris, value):
 def test_float32_net_is_budgeted_in_float32(iris, float32_net):
     X, y = iris
     net = float32_net
-    ex = InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X.astype(np.float32), y)
-    assert ex._adapter.itemsize == 4
-    ex64 = InfluenceExplainer(FrozenEstimator(net), damping=1.0, dtype="float64").fit(
-        X.astype(np.float32), y
-    )
-    assert ex64._adapter.itemsize == 8
+    sizes = {}
+    for dtype in (None, "float64"):
+        ex = InfluenceExplainer(FrozenEstimator(net), damping=1.0, dtype=dtype).fit(
+            X.astype(np.float32), y
+        )
+        ex.set_params(working_memory=0.02)  # the queries' budget (read at query time)
+        seen = sizes.setdefault(dtype, [])
+        original = ex._adapter.gradients_dot
+
+        def counting(data, M, out=None, _orig=original, _seen=seen, _ad=ex._adapter):
+            _seen.append(_ad.n_samples(data))
+            return _orig(data, M, out=out)
+
+        ex._adapter.gradients_dot = counting
+        ex.influence(X[:5].astype(np.float32), y[:5])
+    # 67 parameters: float32 rows of gradients are half as wide as float64 ones
+    per_row = {None: 4 * 67 + 8 * 5, "float64": 8 * 67 + 8 * 5}
+    for dtype, seen in sizes.items():
+        assert seen[0] == int(0.02 * 2**20 // per_row[dtype])
+    assert sizes[None][0] > 1.5 * sizes["float64"][0]
 
 
 def test_meta_device_is_named(mlp_net, iris):
     X, y = iris
     with pytest.raises(ValueError, match="holds no data"):
         InfluenceExplainer(FrozenEstimator(mlp_net), device=torch.device("meta")).fit(X, y)
+
+
+def test_editing_the_nets_weights_after_fit_changes_nothing(mlp_net, iris):
+    X, y = iris
+    net = copy.deepcopy(mlp_net)
+    ex = InfluenceExplainer(FrozenEstimator(net)).fit(X, y)
+    before, losses = ex.influence(X[:3], y[:3]), ex.loss(X[:5], y[:5])
+    with torch.no_grad():
+        net.module_.fc1.weight.mul_(3.0)
+    np.testing.assert_array_equal(ex.influence(X[:3], y[:3]), before)
+    np.testing.assert_array_equal(ex.loss(X[:5], y[:5]), losses)

@@ -181,7 +181,7 @@ def test_every_declared_solver_option_is_tested():
         assert own == tested, cls.name
 
 
-@pytest.mark.parametrize("solver", ["direct", "cg", "lissa", "lowrank", "auto"])
+@pytest.mark.parametrize("solver", ["direct", "cg", "lissa", "lowrank"])
 def test_unknown_solver_option_is_named(binary_data, solver):
     X, y = binary_data
     with pytest.raises(InvalidParameterError, match=r"\['tolerance'\]"):
@@ -277,3 +277,12 @@ def test_indices_mask_and_range(fitted):
     np.testing.assert_array_equal(
         ex.influence_params(np.arange(60) < 2), ex.influence_params([0, 1])
     )
+
+
+def test_float64_dtype_spellings_are_accepted():
+    table = InfluenceExplainer._parameter_table["dtype"]
+    for ok in (None, "float64", np.float64, np.dtype("float64")):
+        check_param("InfluenceExplainer", "dtype", ok, table)
+    for bad in (np.float32, "float32", np.dtype("float32"), 64):
+        with pytest.raises(InvalidParameterError):
+            check_param("InfluenceExplainer", "dtype", bad, table)

@@ -53,7 +53,7 @@ def make_adapter(
 ):
     """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``.
 
-    ``blocking`` is the memory policy (:class:`skinfluence.compute.Blocking`) the
+    ``blocking`` is the memory policy (:class:`skinfluence.blocking.Blocking`) the
     adapter's sweeps over the training set use.
     """
     check_supported(estimator)

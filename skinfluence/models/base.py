@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from skinfluence.blocking import Blocking
+
 
 def as_target_array(y, n):
     """``y`` as an ndarray with one entry (or row) per sample; clear errors otherwise.
@@ -87,8 +89,9 @@ class ModelAdapter(ABC):
     itemsize : int
         Bytes per number of the adapter's own arrays (8 for float64, 4 for a
         float32 net): what memory budgets are counted in.
-    blocking : skinfluence.compute.Blocking
-        The memory policy, handed in by the caller; the adapter's own sweeps over
+    blocking : skinfluence.blocking.Blocking
+        The memory policy, handed in by the caller (scikit-learn's
+        ``working_memory`` when None); the adapter's own sweeps over
         the training set (Hessian, HVPs, objective gradient) take their row blocks
         from it, never from a rule of their own.
     """
@@ -193,6 +196,6 @@ class ModelAdapter(ABC):
 
     def _row_slices(self, n, bytes_per_row):
         """Row slices for one of the adapter's sweeps, from :attr:`blocking`."""
-        if self.blocking is None:  # an adapter used on its own: one block
-            return [slice(0, n)]
+        if self.blocking is None:  # an adapter built on its own: scikit-learn's budget
+            self.blocking = Blocking.from_config()
         return self.blocking.rows(n, bytes_per_row, use_batch_size=False)

@@ -109,9 +109,9 @@ class LinearAdapter(ModelAdapter):
         The data the model was fitted on.
     sample_weight : array-like of shape (n_samples,) or None
         The weights the model was fitted with.
-    blocking : skinfluence.compute.Blocking or None
+    blocking : skinfluence.blocking.Blocking or None
         The memory policy for the sweeps over the training set (Hessian, HVPs,
-        objective gradient); None works in one block.
+        objective gradient); None uses scikit-learn's ``working_memory``.
     copy_X : bool
         Copy the training features when they would otherwise share memory with
         the caller's array, so that later changes to it cannot alter results.

@@ -116,9 +116,9 @@ class TorchAdapter(ModelAdapter):
         Estimate the Hessian on a random subset of this many training points.
     random_state : int, RandomState or None
         Seed of that subset.
-    blocking : skinfluence.compute.Blocking or None
+    blocking : skinfluence.blocking.Blocking or None
         The memory policy for the sweeps over the training set (HVPs, Hessian
-        columns, objective gradient); None works in one block.
+        columns, objective gradient); None uses scikit-learn's ``working_memory``.
     copy_X : bool
         Keep private copies of the training tensors.
     """
@@ -209,7 +209,8 @@ class TorchAdapter(ModelAdapter):
             raise ValueError(f"dtype must be None or 'float64', got {dtype!r}.")
 
         def cast(t):
-            t = t.detach().to(self.device)
+            # a copy always: editing the net's weights later must not change results
+            t = t.detach().to(self.device, copy=True)
             return t.to(self.dtype) if t.is_floating_point() else t
 
         self._params = {n: cast(named[n]) for n in self.param_names}

@@ -14,6 +14,10 @@ from skinfluence.solvers.base import (
     damping_advice,
 )
 
+#: Bounds of the Lanczos run behind the damping advice (restarts, and vectors each).
+ADVICE_MAX_RESTARTS = 20
+ADVICE_NCV = 20
+
 
 class CGSolver(HessianSolver):
     """Matrix-free ``H^-1 B`` by conjugate gradient, one CG per column, vectorised.
@@ -64,8 +68,10 @@ class CGSolver(HessianSolver):
         """A damping that makes ``H + damping I`` positive definite, from undamped ``H``.
 
         A Rayleigh quotient only bounds the smallest eigenvalue from above, so the
-        smallest eigenvalue is estimated by Lanczos (a few dozen HVPs, fewer than a
-        CG solve); the quotient is the fallback when Lanczos does not converge.
+        extreme eigenvalues are estimated by a short Lanczos run (at most
+        ``ADVICE_MAX_RESTARTS`` ARPACK restarts of ``ADVICE_NCV`` vectors, so a bounded
+        number of HVPs); when it does not converge the quotient is the fallback,
+        and the advice is then only a lower bound.
         """
         from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
@@ -78,7 +84,8 @@ class CGSolver(HessianSolver):
                 matvec=lambda v: self._project(self._problem.hvp(self._project(v))),
             )
             try:
-                w = eigsh(op, k=2, which="BE", tol=1e-3, maxiter=max(300, P))[0]
+                ncv = min(P, ADVICE_NCV)
+                w = eigsh(op, k=2, which="BE", tol=1e-3, ncv=ncv, maxiter=ADVICE_MAX_RESTARTS)[0]
                 lowest, largest = min(lowest, float(w.min())), float(w.max())
             except (ArpackNoConvergence, ValueError):
                 pass
@@ -111,8 +118,9 @@ class CGSolver(HessianSolver):
                     "standardise the features (or targets), or add damping."
                 )
             pp = (P[:, cols] ** 2).sum(axis=0)
-            if np.any(curv <= 0) and np.all(pp[curv <= 0] > np.finfo(float).tiny):
-                q = curv / pp
+            bad = (curv <= 0) & (pp > np.finfo(float).tiny)  # real, not underflowed
+            if bad.any():
+                q = curv[bad] / pp[bad]
                 raise SingularHessianError(
                     "Conjugate gradient met non-positive curvature "
                     f"(p^T H p / p^T p = {q.min():.3g} with damping={self.damping:g}): the "

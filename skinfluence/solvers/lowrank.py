@@ -6,13 +6,17 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.utils import check_random_state
 
-from skinfluence.constraints import POSITIVE_INT, RANDOM_STATE, Interval
+from skinfluence.constraints import NONE, POSITIVE_INT, RANDOM_STATE, Interval
+from skinfluence.exceptions import InvalidParameterError
 from skinfluence.solvers.base import (
     HessianSolver,
     NonFiniteError,
     SingularHessianError,
     damping_advice,
 )
+
+#: Eigenpairs kept when ``rank=None`` (fewer for a model with fewer parameters).
+DEFAULT_RANK = 50
 
 
 class LowRankSolver(HessianSolver):
@@ -27,9 +31,10 @@ class LowRankSolver(HessianSolver):
     ----------
     damping : float, default=0.0
         ``lambda`` in ``H + lambda * I``.
-    rank : int, default=50
+    rank : int or None, default=None
         Number of eigenpairs kept: at least 1 and below the number of parameters
         less the model's exact flat directions (a full rank is solver="direct").
+        None keeps 50, or one less than that limit for a smaller model.
     tol : float >= 0, default=0.0
         ARPACK's relative accuracy of the eigenvalues (0 = machine precision).
     random_state : int, RandomState or None, default=None
@@ -39,12 +44,12 @@ class LowRankSolver(HessianSolver):
     name = "lowrank"
     _parameter_table: ClassVar[dict] = {
         **HessianSolver._parameter_table,
-        "rank": [POSITIVE_INT],
+        "rank": [POSITIVE_INT, NONE],
         "tol": [Interval("real", 0, None)],
         "random_state": RANDOM_STATE,
     }
 
-    def __init__(self, damping=0.0, rank=50, tol=0.0, random_state=None):
+    def __init__(self, damping=0.0, rank=None, tol=0.0, random_state=None):
         super().__init__(damping)
         self.rank = rank
         self.tol = tol
@@ -56,9 +61,15 @@ class LowRankSolver(HessianSolver):
         self._null_projector(problem)
         P = problem.n_params
         n_null = 0 if self.null_basis_ is None else self.null_basis_.shape[1]
-        k = int(self.rank)
-        if k >= P - n_null:
-            raise ValueError(
+        limit = P - n_null
+        k = min(DEFAULT_RANK, limit - 1) if self.rank is None else int(self.rank)
+        if k < 1:
+            raise InvalidParameterError(
+                f"solver='lowrank' needs at least 2 parameters outside the model's flat "
+                f"directions, this model has {limit}: use solver='direct'."
+            )
+        if k >= limit:
+            raise InvalidParameterError(
                 f"The 'rank' option of solver='lowrank' must be below {P - n_null} (the "
                 f"{P} parameters less {n_null} exact flat directions), got rank={k}: a "
                 "full-rank inverse is solver='direct' (or 'cg'); pick a smaller rank."
