@@ -49,10 +49,11 @@ def check_finite(values, what):
     values : ndarray
         Unchanged.
     """
-    if sp.issparse(values):
-        finite = np.isfinite(values.data).all()
-    else:
-        finite = np.isfinite(values).all()
+    data = values.data if sp.issparse(values) else np.asarray(values)
+    # a finite sum proves every entry finite (inf and NaN propagate) without a mask as
+    # large as the array; only an overflowing sum needs the entry-by-entry look
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = bool(np.isfinite(np.sum(data))) or bool(np.isfinite(data).all())
     if not finite:
         raise NonFiniteError(f"{what} overflowed to inf or NaN: {_OVERFLOW_ADVICE}")
     return values
@@ -76,7 +77,20 @@ def _streamed_rows(adapter, n_test, policy, output_blocks=0):
     return policy.rows(adapter.n_train, per_row)
 
 
-def iter_influence_blocks(adapter, solver, test_data, *, policy, verbose=0):
+def _needs_output_check(A, train_norm_max):
+    """Whether products with the training gradients could overflow (Cauchy-Schwarz).
+
+    ``|g_i . a_t| <= ||g_i|| ||a_t||``: with the largest training gradient norm known
+    (finite, from fit) and every solved test direction finite, a bound below the
+    float64 range proves every product finite, and the output need not be scanned.
+    """
+    if train_norm_max is None:
+        return True
+    a_max = float(np.sqrt(np.max(np.einsum("ij,ij->i", A, A)))) if A.size else 0.0
+    return not train_norm_max * a_max < 1e300
+
+
+def iter_influence_blocks(adapter, solver, test_data, *, policy, verbose=0, train_norm_max=None):
     """Yield ``(train_slice, I_block)`` with ``I_block`` of shape ``(n_test, b)``.
 
     ``I_block`` holds Koh & Liang's ``I_up,loss`` for the training rows in
@@ -84,17 +98,26 @@ def iter_influence_blocks(adapter, solver, test_data, *, policy, verbose=0):
     one output block, bounded by the policy's ``working_memory``.
     """
     A = solved_test_gradients(adapter, solver, test_data)
+    check = _needs_output_check(A, train_norm_max)
     M = adapter.asarray(np.ascontiguousarray(-A.T))
     train = adapter.train_data
     # a consumer holds one yielded block while the next is made: two alive at once
     blocks = _streamed_rows(adapter, A.shape[0], policy, output_blocks=2)
     for idx in _progress(blocks, len(blocks), "influence", verbose):
-        yield idx, adapter.gradients_dot(adapter.take(train, idx), M).T
+        block = adapter.gradients_dot(adapter.take(train, idx), M).T
+        if check:
+            check_finite(block, "The influence values")
+        yield idx, block
 
 
-def influence_matrix(adapter, solver, test_data, *, policy, verbose=0):
-    """The full ``(n_test, n_train)`` matrix of ``I_up,loss`` (Koh & Liang sign)."""
+def influence_matrix(adapter, solver, test_data, *, policy, verbose=0, train_norm_max=None):
+    """The full ``(n_test, n_train)`` matrix of ``I_up,loss`` (Koh & Liang sign).
+
+    ``train_norm_max``: the largest training gradient norm, when known; with it the
+    output is proven finite by a bound instead of scanned (see ``_needs_output_check``).
+    """
     A = solved_test_gradients(adapter, solver, test_data)
+    check = _needs_output_check(A, train_norm_max)
     M = adapter.asarray(np.ascontiguousarray(-A.T))
     # Written as (n_train, n_test) so each block lands in contiguous rows, and
     # returned as its (Fortran-ordered) transpose: no copy of the output.
@@ -103,7 +126,9 @@ def influence_matrix(adapter, solver, test_data, *, policy, verbose=0):
     blocks = _streamed_rows(adapter, A.shape[0], policy, output_blocks=1)
     for idx in _progress(blocks, len(blocks), "influence", verbose):
         adapter.gradients_dot(adapter.take(train, idx), M, out=out_t[idx])
-    return check_finite(out_t, "The influence matrix").T
+        if check:
+            check_finite(out_t[idx], "The influence matrix")
+    return out_t.T
 
 
 def self_influence(adapter, solver, data, *, policy, verbose=0):
@@ -155,7 +180,7 @@ def perturbation_influence(adapter, solver, test_data, train_data, *, policy, ve
     return check_finite(out, "The perturbation influence")
 
 
-def top_k_influence(adapter, solver, test_data, k, *, policy, verbose=0):
+def top_k_influence(adapter, solver, test_data, k, *, policy, verbose=0, train_norm_max=None):
     """Most negative and most positive ``k`` influences per test point, streamed.
 
     Returns ``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each
@@ -164,12 +189,10 @@ def top_k_influence(adapter, solver, test_data, k, *, policy, verbose=0):
     """
     lo, hi = _RunningTopK(k, largest=False), _RunningTopK(k, largest=True)
     for idx, block in iter_influence_blocks(
-        adapter, solver, test_data, policy=policy, verbose=verbose
+        adapter, solver, test_data, policy=policy, verbose=verbose, train_norm_max=train_norm_max
     ):
         lo.update(block, idx.start)
         hi.update(block, idx.start)
-    check_finite(lo.val, "The influence values")
-    check_finite(hi.val, "The influence values")
     return lo.idx, lo.val, hi.idx, hi.val
 
 
@@ -250,20 +273,22 @@ def gradient_norms(adapter, data, *, policy, verbose=0):
 STATIONARITY_WARN = 1e-3
 
 
-def stationarity(adapter, *, policy):
+def stationarity(adapter, *, policy, norms=None):
     """``||grad R(theta_hat)||`` relative to the RMS per-sample gradient norm.
 
     Influence functions assume ``theta_hat`` is a stationary point; a ratio well
     above the optimiser's tolerance means the estimates are off. Overflowing
     gradients raise :class:`NonFiniteError` here, at fit, rather than giving an
-    ``inf / inf`` ratio.
+    ``inf / inf`` ratio. ``norms``: the training set's :func:`gradient_norms`, when
+    the caller has them already.
     """
     g = check_finite(
         np.asarray(adapter.objective_gradient()), "The gradient of the training objective"
     )
     with np.errstate(over="ignore"):
         grad_norm = float(np.linalg.norm(g))
-        norms = gradient_norms(adapter, adapter.train_data, policy=policy)
+        if norms is None:
+            norms = gradient_norms(adapter, adapter.train_data, policy=policy)
         scale = np.sqrt(float(adapter.removal_weights @ norms**2))
     if not (np.isfinite(grad_norm) and np.isfinite(scale)):
         raise NonFiniteError(

@@ -351,12 +351,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         sample_weight = _check_sample_weight(sample_weight, _num_samples(X))
         model = self._fit_model(inner, X, y, sample_weight, fit_params)
         adapter = self._build_adapter(model, X, y, sample_weight)
-        stationarity = self._check_stationarity(adapter)
+        stationarity, norms = self._check_stationarity(adapter)
         solver = self._fit_solver(adapter)
         # every step succeeded: only now is the fitted state replaced, all at once
         self.estimator_, self.stationarity_ = model, stationarity
         self._adapter, self._solver = adapter, solver
         self._keep_fit_inputs(adapter, X, y, sample_weight, fit_params)
+        self._train_cache["grad_norm"] = norms  # computed for the stationarity check
         self._set_fitted_attributes(adapter, solver)
         return self
 
@@ -403,7 +404,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         )
 
     def _check_stationarity(self, adapter):
-        ratio = compute.stationarity(adapter, policy=self._blocking())
+        """``(ratio, norms)``: the stationarity ratio and the training gradient norms."""
+        norms = compute.gradient_norms(adapter, adapter.train_data, policy=self._blocking())
+        ratio = compute.stationarity(adapter, policy=self._blocking(), norms=norms)
         if not ratio <= STATIONARITY_WARN:
             warnings.warn(
                 f"The fitted parameters are not a stationary point of the training "
@@ -413,7 +416,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        return ratio
+        norms.setflags(write=False)
+        return ratio, norms
 
     def _fit_solver(self, adapter):
         solver = make_solver(
@@ -476,6 +480,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     def _budget(self):
         return {"policy": self._blocking(), "verbose": self.verbose}
 
+    def _norm_max(self):
+        """The largest training gradient norm (from fit): bounds every influence value."""
+        norms = self._training_quantity("grad_norm")
+        return float(norms.max()) if norms.size else 0.0
+
     def _training_quantity(self, name):
         """The training set's ``loss``, ``self_influence`` or ``grad_norm``, computed once."""
         if name not in self._train_cache:
@@ -517,7 +526,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         by ``working_memory``; the result itself is ``n_test * n_train`` floats.
         """
         data = self._prepare(X, y)
-        return compute.influence_matrix(self._adapter, self._solver, data, **self._budget())
+        return compute.influence_matrix(
+            self._adapter, self._solver, data, **self._budget(), train_norm_max=self._norm_max()
+        )
 
     def self_influence(self, X=None, y=None):
         """Self-influence ``grad L(z)^T H^-1 grad L(z)`` of each sample (>= 0).
@@ -570,7 +581,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         check_param("most_influential", "k", k, [Interval("int", 1, self.n_train_)])
         data = self._prepare(X, y)
         h_idx, h_val, b_idx, b_val = compute.top_k_influence(
-            self._adapter, self._solver, data, k, **self._budget()
+            self._adapter, self._solver, data, k, **self._budget(), train_norm_max=self._norm_max()
         )
         return Bunch(
             helpful_indices=h_idx, helpful_values=h_val, harmful_indices=b_idx, harmful_values=b_val

@@ -145,3 +145,27 @@ def test_check_finite_names_what_overflowed():
     with pytest.raises(NonFiniteError, match="The influence matrix overflowed"):
         compute.check_finite(np.array([1.0, np.inf]), "The influence matrix")
     assert compute.check_finite(np.ones(2), "x") is not None
+
+
+def test_output_scan_is_skipped_only_when_a_bound_proves_it_finite(setup):
+    ad, solver, test, I_dense, _ = setup
+    A = np.ones((2, 3))
+    assert compute._needs_output_check(A, None)
+    assert compute._needs_output_check(A, 1e300)
+    assert not compute._needs_output_check(A, 1e3)
+
+    class Overflowing(_Counting):
+        def gradients_dot(self, data, M, out=None):
+            res = self.inner.gradients_dot(data, M, out=out)
+            res[0, 0] = np.inf
+            return res
+
+    bad = Overflowing(ad, 8)
+    with pytest.raises(NonFiniteError, match="The influence matrix overflowed"):
+        compute.influence_matrix(bad, solver, test, policy=POLICIES[0])
+    with pytest.raises(NonFiniteError, match="The influence values overflowed"):
+        compute.top_k_influence(bad, solver, test, 3, policy=POLICIES[0], train_norm_max=1e305)
+    # with the true bound, the clean matrix is returned unscanned and unchanged
+    norm_max = float(compute.gradient_norms(ad, ad.train_data, policy=POLICIES[0]).max())
+    got = compute.influence_matrix(ad, solver, test, policy=POLICIES[1], train_norm_max=norm_max)
+    np.testing.assert_allclose(got, I_dense, rtol=1e-8, atol=1e-10)
