@@ -1,8 +1,9 @@
 """Blocked products between test directions and streamed training gradients.
 
-This is the one place that knows about memory budgets. It talks to models only
-through the adapter interface and to ``H^-1`` only through a fitted solver, so it
-does not know which model family it serves.
+Its blocks come from the one memory policy, :class:`~skinfluence.blocking.Blocking`
+(which the adapters' own sweeps use too). It talks to models only through the adapter
+interface and to ``H^-1`` only through a fitted solver, so it does not know which
+model family it serves. Results are checked to be finite (:func:`check_finite`).
 
 The influence matrix is ``I = -G_test H^-1 G_train^T``: the test gradients are
 solved once (``A = H^-1 G_test^T``), then the training set is streamed in row
@@ -77,17 +78,19 @@ def _streamed_rows(adapter, n_test, policy, output_blocks=0):
     return policy.rows(adapter.n_train, per_row)
 
 
-def _needs_output_check(A, train_norm_max):
+def _needs_output_check(A, train_norm_max, itemsize=8):
     """Whether products with the training gradients could overflow (Cauchy-Schwarz).
 
     ``|g_i . a_t| <= ||g_i|| ||a_t||``: with the largest training gradient norm known
-    (finite, from fit) and every solved test direction finite, a bound below the
-    float64 range proves every product finite, and the output need not be scanned.
+    (finite, from fit) and every solved test direction finite, a bound well inside
+    the range of the adapter's float type (float32 for a float32 net's products)
+    proves every product finite, and the output need not be scanned.
     """
     if train_norm_max is None:
         return True
+    dtype = {8: np.float64, 4: np.float32}.get(itemsize, np.float16)
     a_max = float(np.sqrt(np.max(np.einsum("ij,ij->i", A, A)))) if A.size else 0.0
-    return not train_norm_max * a_max < 1e300
+    return not train_norm_max * a_max < 1e-8 * float(np.finfo(dtype).max)
 
 
 def iter_influence_blocks(adapter, solver, test_data, *, policy, verbose=0, train_norm_max=None):
@@ -98,7 +101,7 @@ def iter_influence_blocks(adapter, solver, test_data, *, policy, verbose=0, trai
     one output block, bounded by the policy's ``working_memory``.
     """
     A = solved_test_gradients(adapter, solver, test_data)
-    check = _needs_output_check(A, train_norm_max)
+    check = _needs_output_check(A, train_norm_max, adapter.itemsize)
     M = adapter.asarray(np.ascontiguousarray(-A.T))
     train = adapter.train_data
     # a consumer holds one yielded block while the next is made: two alive at once
@@ -117,7 +120,7 @@ def influence_matrix(adapter, solver, test_data, *, policy, verbose=0, train_nor
     output is proven finite by a bound instead of scanned (see ``_needs_output_check``).
     """
     A = solved_test_gradients(adapter, solver, test_data)
-    check = _needs_output_check(A, train_norm_max)
+    check = _needs_output_check(A, train_norm_max, adapter.itemsize)
     M = adapter.asarray(np.ascontiguousarray(-A.T))
     # Written as (n_train, n_test) so each block lands in contiguous rows, and
     # returned as its (Fortran-ordered) transpose: no copy of the output.
