@@ -153,7 +153,7 @@ def test_output_scan_is_skipped_only_when_a_bound_proves_it_finite(setup):
     assert compute._needs_output_check(A, None)
     assert compute._needs_output_check(A, 1e301)
     assert not compute._needs_output_check(A, 1e3)
-    assert compute._needs_output_check(A, 1e30, itemsize=4)  # float32 products overflow sooner
+    assert compute._needs_output_check(A, 1e31, itemsize=4)  # float32 products overflow sooner
     assert not compute._needs_output_check(A, 1e25, itemsize=4)
 
     class Overflowing(_Counting):
