@@ -161,7 +161,9 @@ def losses(adapter, data, *, policy, verbose=0):
     """Per-sample losses ``L(z, theta_hat)`` of a prepared block, ``(n,)``, streamed."""
     n = adapter.n_samples(data)
     out = np.empty(n)
-    blocks = policy.rows(n, adapter.itemsize * adapter.n_params)
+    # a forward pass per block, no gradients: batch_size (a gradient block's rows) would
+    # only turn this into a loop over small blocks, so the budget alone sizes it
+    blocks = policy.rows(n, adapter.itemsize * adapter.n_params, use_batch_size=False)
     for idx in _progress(blocks, len(blocks), "losses", verbose):
         out[idx] = adapter.per_sample_losses(adapter.take(data, idx))
     return check_finite(out, "The per-sample losses")
