@@ -71,8 +71,8 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
         model that did not see it. ``fold_loo_mean``, ndarray of shape (n_train,):
         the mean over the ``cv`` fold models of the point's leave-one-out loss
         estimate: its held-out loss under the one model that left it out, its
-        approximate leave-one-out loss (:func:`skinfluence.mislabel.alo_log_loss`)
-        under the others.
+        approximate leave-one-out loss (its training loss plus
+        :meth:`~skinfluence.InfluenceExplainer.self_removal_effect`) under the others.
     """
     cv = check_n_folds(cv)
     n = explainer.n_train_

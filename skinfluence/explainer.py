@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch, get_tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skinfluence import compute, crossfit, mislabel
+from skinfluence import compute, crossfit, mislabel, removal
 from skinfluence.compute import STATIONARITY_WARN
 from skinfluence.constraints import (
     BOOLEAN,
@@ -486,7 +486,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return float(norms.max()) if norms.size else 0.0
 
     def _training_quantity(self, name):
-        """The training set's ``loss``, ``self_influence`` or ``grad_norm``, computed once."""
+        """A training-set quantity (``loss``, ``self_influence``, ``grad_norm``,
+        ``leverage``, ``self_removal``), computed once per fit."""
         if name not in self._train_cache:
             fn = {
                 "loss": compute.losses,
@@ -494,6 +495,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                     a, self._solver, d, **kw
                 ),
                 "grad_norm": compute.gradient_norms,
+                "leverage": lambda a, d, **kw: removal.leverages(a, self._solver, d, **kw),
+                "self_removal": lambda a, d, **kw: removal.self_removal(
+                    a, self._training_quantity("leverage"), d, **kw
+                ),
             }[name]
             out = fn(self._adapter, self._adapter.train_data, **self._budget())
             out.setflags(write=False)
@@ -681,6 +686,138 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             return self._training_quantity("grad_norm").copy()
         data = self._data(X, y)
         return compute.gradient_norms(self._adapter, data, **self._budget())
+
+    # -- beyond first order: removal by a Newton step ------------------------------
+    def removal_effect(self, X, y, method="newton"):
+        """The change of each test loss when one training point is removed.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_test, n_features)
+            Test samples.
+        y : array-like of shape (n_test,) or (n_test, n_targets)
+            Their labels or targets.
+        method : {"newton", "first-order"}, default="newton"
+            ``"newton"``: one Newton step from the fitted parameters on the
+            objective without the point, its own curvature taken out of the
+            Hessian by a rank-``K`` (Woodbury) update, and the test loss evaluated
+            at the new parameters rather than linearised (:mod:`skinfluence.removal`).
+            Exact for Ridge and LinearRegression; for logistic regression the
+            step its leave-one-out refit would take first; for a net the
+            point's curvature is its Gauss-Newton term and the test outputs are
+            linearised in the parameters (an approximation). ``"first-order"``:
+            ``-removal_weights_ * influence(X, y)``, for comparison.
+
+        Returns
+        -------
+        effect : ndarray of shape (n_test, n_train)
+            Predicted change of test loss ``t`` when training point ``j`` is
+            removed and the model refitted: positive = the removal raises the test
+            loss (the point helps that test point), negative = it lowers it.
+
+        Notes
+        -----
+        Streamed in the same row blocks as :meth:`influence`, bounded by
+        ``working_memory``; it costs about as much as ``influence`` with ``K``
+        times as many test columns for ``K`` model outputs (classes of a
+        multinomial model), plus each training point's ``K x K`` leverage
+        ``J H^-1 J^T``, computed once per fit.
+        """
+        check_is_fitted(self)
+        check_param("removal_effect", "method", method, [Options(*removal.METHODS)])
+        data = self._prepare(X, y)
+        if method == "first-order":
+            return removal.first_order_effect(
+                self._adapter, self._solver, data, **self._budget(), train_norm_max=self._norm_max()
+            )
+        return removal.removal_effect_matrix(
+            self._adapter, self._solver, data, self._training_quantity("leverage"), **self._budget()
+        )
+
+    def self_removal_effect(self):
+        """The change of each training point's own loss when it is removed.
+
+        One Newton step, as in :meth:`removal_effect`, evaluated at the point
+        itself: its approximate leave-one-out loss less its training loss. The
+        ``"alo_loss"`` mislabel score is the training loss plus this (one
+        implementation). Exact for Ridge and LinearRegression (PRESS); Rad and
+        Maleki's approximate leave-one-out for binary logistic regression.
+
+        Returns
+        -------
+        effect : ndarray of shape (n_train,)
+            ``>= 0`` for a convex model: removing a point never fits it better.
+        """
+        check_is_fitted(self)
+        return self._training_quantity("self_removal").copy()
+
+    def group_removal_effect(
+        self, X, y, train_indices, method="newton", *, n_steps=1, tol=1e-10, return_info=False
+    ):
+        """The change of each test loss when a group of training points is removed at once.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_test, n_features)
+            Test samples.
+        y : array-like of shape (n_test,) or (n_test, n_targets)
+            Their labels or targets.
+        train_indices : array-like of int or bool
+            The training points removed together (positions, or a mask of
+            length ``n_train_``).
+        method : {"newton", "first-order"}, default="newton"
+            ``"newton"``: Newton's method on the objective without the group,
+            from the fitted parameters; each step fits the explainer's solver
+            (same options and damping) to the reduced Hessian at the current
+            parameters and solves its gradient, and the test losses are evaluated
+            exactly at the final parameters. ``"first-order"``: the sum of the
+            points' first-order effects.
+        n_steps : int >= 1, default=1
+            Newton steps at most. For a convex model the iterates converge to the
+            real refit without the group; one step already takes the group's own
+            curvature out of the Hessian.
+        tol : float >= 0, default=1e-10
+            Stop before ``n_steps`` when a step moves the parameters by less than
+            ``tol`` times their norm.
+        return_info : bool, default=False
+            Also return how the iteration went.
+
+        Returns
+        -------
+        effect : ndarray of shape (n_test,)
+            Predicted change of each test loss (positive = the removal raises it).
+        info : Bunch
+            Only with ``return_info=True``: ``n_iter`` (steps taken),
+            ``converged`` (whether it stopped on ``tol``), ``step_norms``.
+        """
+        check_is_fitted(self)
+        check_param("group_removal_effect", "method", method, [Options(*removal.METHODS)])
+        check_param("group_removal_effect", "n_steps", n_steps, [POSITIVE_INT])
+        check_param("group_removal_effect", "tol", tol, [Interval("real", 0, None)])
+        check_param("group_removal_effect", "return_info", return_info, [BOOLEAN])
+        idx = np.unique(
+            as_indices(train_indices, self.n_train_, name="train_indices") % self.n_train_
+        )
+        if idx.size == self.n_train_:
+            raise ValueError(
+                "train_indices selects every training point: nothing would be left to fit."
+            )
+        data = self._prepare(X, y)
+        if idx.size == 0:  # nothing removed: nothing changes
+            effect = np.zeros(self._adapter.n_samples(data))
+            info = Bunch(n_iter=0, converged=True, step_norms=np.empty(0))
+        elif method == "first-order":
+            effect = removal.group_first_order(
+                self._adapter, self._solver, data, idx, policy=self._blocking()
+            )
+            info = Bunch(n_iter=0, converged=False, step_norms=np.empty(0))
+        else:
+            res = removal.group_newton(
+                self._adapter, self._solver, data, idx, n_steps=n_steps, tol=tol
+            )
+            effect = res.effect
+            info = Bunch(n_iter=res.n_iter, converged=res.converged, step_norms=res.step_norms)
+        return (effect, info) if return_info else effect
 
     def cross_fitted_losses(self, *, cv=5):
         """Losses of the training points under models refitted on folds without them.

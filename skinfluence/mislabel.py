@@ -15,13 +15,15 @@ import numpy as np
 from skinfluence.constraints import NONE, POSITIVE_INT, Interval, check_param
 
 #: What each score is made of: the per-sample quantities the explainer gathers for it
-#: (its training-set ``loss``, ``self_influence`` and ``grad_norm``, and the
-#: ``cross_fitted`` losses of :meth:`InfluenceExplainer.cross_fitted_losses`).
+#: (its training-set ``loss``, ``self_influence``, ``grad_norm`` and ``self_removal``,
+#: the Newton-step change of a point's own loss on its removal, see
+#: :meth:`InfluenceExplainer.self_removal_effect`; and the ``cross_fitted`` losses of
+#: :meth:`InfluenceExplainer.cross_fitted_losses`).
 NEEDS = {
     "cv_loss": ("cross_fitted",),
-    "cv_alo_loss": ("loss", "self_influence", "cross_fitted"),
-    "cv_blend_loss": ("loss", "self_influence", "cross_fitted"),
-    "alo_loss": ("loss", "self_influence"),
+    "cv_alo_loss": ("loss", "self_removal", "cross_fitted"),
+    "cv_blend_loss": ("loss", "self_removal", "cross_fitted"),
+    "alo_loss": ("loss", "self_removal"),
     "loo_loss": ("loss", "self_influence"),
     "self_influence": ("self_influence",),
     "loss": ("loss",),
@@ -32,11 +34,10 @@ NEEDS = {
 METHODS = tuple(NEEDS)
 
 
-def _alo(inputs, removal_weights, classifier):
-    loss, s = inputs["loss"], inputs["self_influence"]
-    if classifier:
-        return alo_log_loss(loss, s, removal_weights)
-    return alo_squared_loss(loss, s, removal_weights)
+def _alo(inputs):
+    # the one implementation is skinfluence.removal.self_removal; alo_log_loss and
+    # alo_squared_loss below are its closed forms for one output, from scores alone
+    return inputs["loss"] + inputs["self_removal"]
 
 
 def score_from_inputs(method, inputs, *, removal_weights, classifier=True, cv=5):
@@ -49,11 +50,12 @@ def score_from_inputs(method, inputs, *, removal_weights, classifier=True, cv=5)
     inputs : dict
         The quantities ``NEEDS[method]`` names: ``"loss"``, ``"self_influence"``,
         ``"grad_norm"`` (arrays of shape (n_train,)) and ``"cross_fitted"`` (a
-        mapping with ``held_out`` and ``fold_loo_mean``).
+        mapping with ``held_out`` and ``fold_loo_mean``), ``"self_removal"``.
     removal_weights : ndarray of shape (n_train,)
         Each point's weight in the mean training objective.
     classifier : bool, default=True
-        Log-loss (True) or squared error (False) in the leave-one-out scores.
+        Kept for compatibility; the leave-one-out scores take the loss family from
+        ``inputs["self_removal"]``.
     cv : int, default=5
         Number of fold models behind ``inputs["cross_fitted"]``.
 
@@ -70,13 +72,13 @@ def score_from_inputs(method, inputs, *, removal_weights, classifier=True, cv=5)
         # first-order leave-one-out loss, how badly a model without it fits its label
         out = inputs["loss"] + w * inputs["self_influence"]
     elif method == "alo_loss":
-        out = _alo(inputs, w, classifier)
+        out = _alo(inputs)
     elif method == "cv_loss":
         out = inputs["cross_fitted"]["held_out"]
     elif method in ("cv_alo_loss", "cv_blend_loss"):
         # the full model's estimate joins the fold models' ones: a mean over cv + 1 models
         fold_mean = inputs["cross_fitted"]["fold_loo_mean"]
-        out = (cv * fold_mean + _alo(inputs, w, classifier)) / (cv + 1)
+        out = (cv * fold_mean + _alo(inputs)) / (cv + 1)
         if method == "cv_blend_loss":
             # the training loss is optimistic about a point the model fitted, its
             # leave-one-out losses pessimistic about a correct but atypical point
@@ -102,7 +104,10 @@ def alo_log_loss(loss, self_influence, removal_weights):
     with ``q = exp(-L)`` the probability of the given label and margin
     ``m = log(q / (1 - q))``, the margin moves by ``-w s / ((1 - q) - w q s)``.
     For a multinomial model (or a net with cross-entropy) it treats the given
-    label against the others as one binary margin, an approximation.
+    label against the others as one binary margin, an approximation. The
+    explainer's ``"alo_loss"`` comes from :func:`skinfluence.removal.self_removal`,
+    which moves all ``K`` outputs (the exact one-step leave-one-out loss of a
+    multinomial model) and equals this closed form for one output.
 
     Parameters
     ----------

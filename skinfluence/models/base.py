@@ -173,6 +173,50 @@ class ModelAdapter(ABC):
         out[...] = G @ M
         return out
 
+    # -- the model as outputs eta = f(x; theta) and a loss of the outputs -------------
+    # Newton-step removal (skinfluence.removal) needs the per-sample loss as a function
+    # of the model's K outputs: its gradient r_i and curvature C_i in eta, and the
+    # Jacobian J_i = d eta_i / d theta only through products J_i^T v_i.
+
+    def output_derivatives(self, data):
+        """``(eta, r, C)`` of a prepared block at the fitted parameters.
+
+        ``eta`` ``(n, K)``: the model's outputs (logits, margins, predictions);
+        ``r`` ``(n, K)``: ``dL/deta``; ``C`` ``(n, K, K)``: ``d2L/deta2``. All float64
+        numpy. The per-sample gradient is ``J_i^T r_i`` and the Gauss-Newton part of
+        its Hessian ``J_i^T C_i J_i``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no output derivatives.")
+
+    def output_losses(self, data, eta):
+        """Losses of the block's samples at other outputs: ``eta`` ``(n, m, K)`` -> ``(n, m)``.
+
+        Sample ``i``'s label scores each of its ``m`` candidate outputs ``eta[i, j]``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no output losses.")
+
+    def output_vjps(self, data, V):
+        """Rows ``J_i^T v_i`` ``(n, n_params)`` (dense float64 numpy) for ``V`` ``(n, K)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no output Jacobians.")
+
+    def output_vjp_dot(self, data, V, M):
+        """``(J_i^T v_i) . M`` for every row, ``(n, m)`` float64 numpy.
+
+        ``M`` comes from :meth:`asarray`, shape ``(n_params, m)``; adapters override
+        this to keep the product where the model lives.
+        """
+        return np.asarray(self.output_vjps(data, V) @ M)
+
+    def reweighted(self, weights, theta=None):
+        """A view of this adapter for the objective with each point's weight times ``weights``.
+
+        The regulariser and the normalisation stay as they are (the objective a real
+        refit without the zero-weight points minimises, divided by the same constant);
+        ``theta`` (flat, float64) moves the parameters. The training data are shared,
+        not copied. Newton iterations on a reduced objective are built from it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be reweighted.")
+
     @abstractmethod
     def objective_gradient(self):
         """Gradient of the full training objective at the fitted parameters."""

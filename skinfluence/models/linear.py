@@ -16,6 +16,8 @@ with ``P`` the diagonal mask of penalised coordinates. All arithmetic is float64
 sparse CSR features stay sparse.
 """
 
+import copy
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_expit, logsumexp, softmax
@@ -321,19 +323,69 @@ class LinearAdapter(ModelAdapter):
 
     def per_sample_gradients(self, data):
         r, _ = self._residual(data)
-        X, n, d = data.X, data.X.shape[0], self.n_features
+        return self._kron_rows(data.X, r)
+
+    def _kron_rows(self, X, V):
+        """Rows ``v_i (kron) x~_i``, ``(n, n_params)``: ``J_i^T v_i`` of a linear model."""
+        n, d = X.shape[0], self.n_features
         if sp.issparse(X):
             parts = []
             for k in range(self.n_outputs):
-                parts.append(X.multiply(r[:, k : k + 1]))
+                parts.append(X.multiply(V[:, k : k + 1]))
                 if self.c != 0:
-                    parts.append(sp.csr_matrix(self.c * r[:, k : k + 1]))
+                    parts.append(sp.csr_matrix(self.c * V[:, k : k + 1]))
             return sp.hstack(parts, format="csr")
         G = np.empty((n, self.n_outputs, self.d_tilde))
-        np.multiply(X[:, None, :], r[:, :, None], out=G[:, :, :d])
+        np.multiply(X[:, None, :], V[:, :, None], out=G[:, :, :d])
         if self.c != 0:
-            G[:, :, d] = self.c * r
+            G[:, :, d] = self.c * V
         return G.reshape(n, self.n_params)
+
+    # -- outputs (Newton-step removal) ---------------------------------------------
+    def output_derivatives(self, data):
+        eta = self._eta(data.X)
+        r, w = self._residual(data, eta)
+        n, K = r.shape
+        if self.family == "multinomial":
+            C = -w[:, :, None] * w[:, None, :]
+            C[:, np.arange(K), np.arange(K)] += w
+        else:  # binary: p (1 - p); squared: 2 on every output
+            C = np.zeros((n, K, K))
+            C[:, np.arange(K), np.arange(K)] = w
+        return eta, r, C
+
+    def output_losses(self, data, eta):
+        y = data.y
+        if self.family == "binary":
+            e = eta[..., 0]
+            return -np.where(y[:, None] == 1, log_expit(e), log_expit(-e))
+        if self.family == "multinomial":
+            own = np.take_along_axis(eta, y[:, None, None], axis=2)[..., 0]
+            return logsumexp(eta, axis=2) - own
+        return ((eta - y[:, None, :]) ** 2).sum(axis=2)
+
+    def output_vjps(self, data, V):
+        G = self._kron_rows(data.X, np.asarray(V, dtype=np.float64))
+        return G.toarray() if sp.issparse(G) else G
+
+    def output_vjp_dot(self, data, V, M):
+        # sum_k v_ik (x~_i . M_k): K products with the features, never the (n, P) rows
+        Mr = np.asarray(M).reshape(self.n_outputs, self.d_tilde, -1)
+        out = None
+        for k in range(self.n_outputs):
+            part = V[:, k : k + 1] * self._xt_dot(data.X, Mr[k])
+            out = part if out is None else out + part
+        return out
+
+    def reweighted(self, weights, theta=None):
+        view = copy.copy(self)
+        view.removal_weights = self.removal_weights * np.asarray(weights, dtype=np.float64)
+        if theta is not None:
+            B = np.asarray(theta, dtype=np.float64).reshape(self.n_outputs, self.d_tilde)
+            view.theta = B.ravel().copy()
+            view.coef = B[:, : self.n_features].copy()
+            view.intercept = self.c * B[:, -1] if self.c != 0 else None
+        return view
 
     def hessian(self):
         K, dt = self.n_outputs, self.d_tilde
@@ -388,7 +440,7 @@ class LinearAdapter(ModelAdapter):
         out = np.zeros((K, dt, m))
         data, sw = self._train, self.removal_weights
         if indices is not None:  # a mini-batch Hessian (for stochastic solvers)
-            data, sw = self.take(data, indices), sw[indices] / sw[indices].sum()
+            data, sw = self.take(data, indices), sw[indices] * (sw.sum() / sw[indices].sum())
         for idx in self._row_slices(self.n_samples(data), self.itemsize * K * m * 3):
             blk = self.take(data, idx)
             _, w = self._residual(blk)

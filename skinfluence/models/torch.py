@@ -12,6 +12,7 @@ Heavy products stay on the net's device; the solver-facing interface speaks
 float64 numpy.
 """
 
+import copy
 import warnings
 from contextlib import contextmanager
 
@@ -490,7 +491,8 @@ class TorchAdapter(ModelAdapter):
         if self._hessian_idx is None:
             return self._train, self._w
         w = self._w[torch.as_tensor(self._hessian_idx, device=self.device)]
-        return self.take(self._train, self._hessian_idx), w / w.sum()
+        # the subset stands for the whole data term (weight sum 1, less for a reweighted view)
+        return self.take(self._train, self._hessian_idx), w * (self._w.sum() / w.sum())
 
     def _block_objective(self, blk, w):
         return lambda p: (self._losses(p, blk) * w).sum()
@@ -548,7 +550,7 @@ class TorchAdapter(ModelAdapter):
         else:  # a mini-batch Hessian (for stochastic solvers)
             data = self.take(self._train, indices)
             w = self._w[torch.as_tensor(np.asarray(indices), device=self.device)]
-            w = w / w.sum()
+            w = w * (self._w.sum() / w.sum())
         total = torch.zeros_like(Vt)
         m = Vt.shape[0]
         with _eval_mode(self.module):
@@ -623,6 +625,77 @@ class TorchAdapter(ModelAdapter):
                 p = self._unflat(flat.detach())
                 out = [self._losses(p, blk) for blk, _ in self._blocks(test_data, 1)]
         return torch.cat(out).double().cpu().numpy()
+
+    # -- outputs (Newton-step removal) -----------------------------------------------
+    def _out_shape(self):
+        with _eval_mode(self.module), torch.no_grad():
+            one = self._forward(self._params, self._train.X[:1])
+        return tuple(one.shape[1:])
+
+    def output_derivatives(self, data):
+        shape = self._out_shape()
+        K = int(np.prod(shape, dtype=int))
+
+        def loss_flat(o, y):
+            return self._loss_of_row(o.reshape(shape), y)
+
+        with _eval_mode(self.module), torch.no_grad():
+            out = self._forward(self._params, data.X).reshape(-1, K)
+        with _eval_mode(self.module):
+            r = vmap(grad(loss_flat))(out, data.y)
+            C = vmap(torch.func.hessian(loss_flat))(out, data.y)
+
+        def host(t):
+            return t.detach().double().cpu().numpy()
+
+        return host(out), host(r), host(C)
+
+    def output_losses(self, data, eta):
+        shape = self._out_shape()
+        E = torch.as_tensor(np.asarray(eta), dtype=self.dtype, device=self.device)
+        n, m = E.shape[:2]
+
+        def one(o, y):
+            return self._loss_of_row(o.reshape(shape), y)
+
+        per_point = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, 0))
+        with _eval_mode(self.module), torch.no_grad():
+            L = per_point(E, data.y)
+        return L.reshape(n, m).double().cpu().numpy()
+
+    def _vjp_dict(self, data, V):
+        """``J_i^T v_i`` of every row as a batched parameter dict."""
+        Vt = torch.as_tensor(np.asarray(V), dtype=self.dtype, device=self.device)
+
+        def dot(p, x, v):
+            return (self._forward(p, x.unsqueeze(0)).reshape(-1) * v).sum()
+
+        return vmap(grad(dot), in_dims=(None, 0, 0))(self._params, data.X, Vt)
+
+    def output_vjps(self, data, V):
+        with _eval_mode(self.module):
+            return self._flat(self._vjp_dict(data, V), batch=True).double().cpu().numpy()
+
+    def output_vjp_dot(self, data, V, M):
+        with _eval_mode(self.module):
+            g = self._vjp_dict(data, V)
+            res, start = None, 0
+            for name, size in zip(self.param_names, self._numels, strict=True):
+                part = g[name].reshape(g[name].shape[0], -1) @ M[start : start + size]
+                res = part if res is None else res + part
+                start += size
+        return res.double().cpu().numpy()
+
+    def reweighted(self, weights, theta=None):
+        view = copy.copy(self)
+        w = self.removal_weights * np.asarray(weights, dtype=np.float64)
+        view.removal_weights = w
+        view._w = torch.as_tensor(w, dtype=self.dtype, device=self.device)
+        if theta is not None:
+            flat = torch.as_tensor(np.asarray(theta), dtype=self.dtype, device=self.device)
+            view._params = {n: t.clone() for n, t in self._unflat(flat).items()}
+            view.theta = np.asarray(theta, dtype=np.float64).copy()
+        return view
 
     def __getstate__(self):
         # tensors travel on the CPU, so an explainer fitted on a GPU unpickles anywhere
