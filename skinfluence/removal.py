@@ -31,7 +31,7 @@ from sklearn.base import clone
 from sklearn.utils import Bunch
 
 from skinfluence.compute import _progress, check_finite, influence_matrix
-from skinfluence.exceptions import NonFiniteError
+from skinfluence.exceptions import NonFiniteError, SingularHessianError
 
 #: ``removal_effect`` methods.
 METHODS = ("newton", "first-order")
@@ -185,6 +185,11 @@ def group_newton(adapter, solver, test_data, train_indices, *, n_steps=1, tol=1e
     Stops after ``n_steps`` steps, or earlier when a step moves the parameters by
     less than ``tol`` times their norm (converged).
 
+    The fit's own residual gradient ``grad R(theta_hat)`` (an optimiser's tolerance)
+    is held fixed, as the first-order and Woodbury estimates assume: the effect is
+    the removal's alone, not the removal's plus a polish of the fit, and one step for
+    one point is the Woodbury step of :func:`removal_effect_matrix`.
+
     Returns
     -------
     result : Bunch
@@ -199,11 +204,20 @@ def group_newton(adapter, solver, test_data, train_indices, *, n_steps=1, tol=1e
     theta0 = np.asarray(adapter.theta, dtype=np.float64)
     theta = theta0.copy()
     before = np.asarray(adapter.per_sample_losses(test_data), dtype=float)
+    residual = np.asarray(adapter.objective_gradient(), dtype=np.float64)
     step_norms, converged = [], False
-    for _ in range(n_steps):
+    for step in range(n_steps):
         view = adapter.reweighted(weights, theta=theta)
-        g = check_finite(np.asarray(view.objective_gradient()), "The reduced gradient")
-        step_solver = clone(solver).fit(view)
+        g = np.asarray(view.objective_gradient(), dtype=np.float64) - residual
+        check_finite(g, "The gradient of the objective without the group")
+        try:
+            step_solver = clone(solver).fit(view)
+        except SingularHessianError as exc:
+            raise SingularHessianError(
+                f"Newton step {step + 1} on the objective without the "
+                f"{int((weights == 0).sum())} removed points: {exc} (For a net, "
+                "hessian='gauss-newton' keeps every step's Hessian positive semi-definite.)"
+            ) from exc
         delta = -np.asarray(step_solver.solve(g), dtype=np.float64)
         if not np.all(np.isfinite(delta)):
             raise NonFiniteError(

@@ -500,8 +500,9 @@ class LinearAdapter(ModelAdapter):
         """
         model = clone(self.model)
         extra = {"class_weight": None} if "class_weight" in model.get_params() else {}
-        if "tol" in model.get_params():
-            extra.update(tol=tol, max_iter=max_iter)
+        # only the options the model has (LinearRegression gained tol, never max_iter)
+        own = model.get_params()
+        extra.update({k: v for k, v in {"tol": tol, "max_iter": max_iter}.items() if k in own})
         model.set_params(**extra)
         keep = weights > 0
         y = self._train.y if self.family == "squared" else self.classes_[self._train.y]
