@@ -42,14 +42,18 @@ METHODS = ("newton", "first-order")
 EIG_FLOOR = 1e-12
 
 
-def _output_jacobians_t(adapter, data, K):
-    """``J_i^T e_k`` for every sample and output, as rows ``(n * K, n_params)``."""
+def _output_jacobians_t(adapter, data, K, by_output=False):
+    """``J_i^T e_k`` for every sample and output, as rows ``(n * K, n_params)``.
+
+    Rows run sample by sample (``i * K + k``), or output by output (``k * n + i``)
+    with ``by_output``.
+    """
     n = adapter.n_samples(data)
-    rows = np.empty((n, K, adapter.n_params))
+    rows = np.empty((K, n, adapter.n_params) if by_output else (n, K, adapter.n_params))
     for k in range(K):
         onehot = np.zeros((n, K))
         onehot[:, k] = 1.0
-        rows[:, k, :] = adapter.output_vjps(data, onehot)
+        rows[k if by_output else (slice(None), k)] = adapter.output_vjps(data, onehot)
     return rows.reshape(n * K, adapter.n_params)
 
 
@@ -126,10 +130,10 @@ def self_removal(adapter, leverage, data=None, *, policy, verbose=0):
         eta, r, C = adapter.output_derivatives(blk)
         M = leverage[idx]
         v = newton_directions(r, C, M, w[idx])
-        moved = eta + w[idx, None] * np.einsum("nkl,nl->nk", M, v)
-        both = np.stack([eta, moved], axis=1)  # (b, 2, K): before and after
-        L = adapter.output_losses(blk, both)
-        out[idx] = L[:, 1] - L[:, 0]
+        move = w[idx, None] * np.einsum("nkl,nl->nk", M, v)
+        out[idx] = adapter.output_loss_changes(blk, eta, [move[:, k : k + 1] for k in range(K)])[
+            :, 0
+        ]
     return check_finite(out, "The self-removal effects")
 
 
@@ -144,28 +148,33 @@ def removal_effect_matrix(
     n_test = adapter.n_samples(test_data)
     train = adapter.train_data
     w = np.asarray(adapter.removal_weights, dtype=float)
-    cols = np.arange(adapter.n_train) if train_indices is None else np.asarray(train_indices)
+    every = train_indices is None
+    cols = np.arange(adapter.n_train) if every else np.asarray(train_indices)
     K = leverage.shape[1]
     out = np.empty((n_test, cols.size))
     if n_test == 0 or cols.size == 0:
         return out
     eta_t, _, _ = adapter.output_derivatives(test_data)
-    base = adapter.output_losses(test_data, eta_t[:, None, :])[:, 0]
-    Jt = _output_jacobians_t(adapter, test_data, K)  # (n_test*K, P)
+    Jt = _output_jacobians_t(adapter, test_data, K, by_output=True)  # (K*n_test, P)
     check_finite(Jt, "The test-point output Jacobians")
     U = check_finite(np.asarray(solver.solve(Jt.T)), "The solved test Jacobians H^-1 J_test^T")
     U = adapter.asarray(np.ascontiguousarray(U))
-    # per training row: its J^T v row, the (n_test, K) output moves and two loss grids
-    per_row = adapter.itemsize * adapter.n_params + 8 * n_test * (3 * K + 3)
+    # per training row: its J^T v row and K output moves (the first written in place
+    # into the result, where the loss changes then land)
+    per_row = adapter.itemsize * adapter.n_params + 8 * n_test * (2 * K + 1)
     blocks = policy.rows(cols.size, per_row)
+    spare = [np.empty((n_test, blocks[0].stop - blocks[0].start)) for _ in range(K - 1)]
     for pos in _progress(blocks, len(blocks), "removal effect", verbose):
-        idx = cols[pos]
+        idx = pos if every else cols[pos]
         blk = adapter.take(train, idx)
         _, r, C = adapter.output_derivatives(blk)
         v = newton_directions(r, C, leverage[idx], w[idx])
-        Q = adapter.output_vjp_dot(blk, v * w[idx, None], U)  # (b, n_test*K)
-        moved = eta_t[:, None, :] + Q.reshape(-1, n_test, K).transpose(1, 0, 2)
-        out[:, pos] = adapter.output_losses(test_data, moved) - base[:, None]
+        b = pos.stop - pos.start
+        delta = [out[:, pos]] + [a[:, :b] for a in spare]
+        adapter.output_moves(blk, v * w[idx, None], U, delta)
+        res = adapter.output_loss_changes(test_data, eta_t, delta)
+        if res is not delta[0]:
+            out[:, pos] = res
     return check_finite(out, "The removal effects")
 
 

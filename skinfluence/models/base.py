@@ -195,6 +195,29 @@ class ModelAdapter(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} has no output losses.")
 
+    def output_loss_changes(self, data, eta, delta):
+        """``L_t(eta_t + d_t) - L_t(eta_t)`` for ``m`` candidate moves of every sample.
+
+        ``eta`` ``(n, K)``: the outputs of ``data``'s samples (from
+        :meth:`output_derivatives`); ``delta``: ``K`` arrays ``(n, m)``, the moves of
+        output ``k`` (this may overwrite them). Returns ``(n, m)``. Adapters override it
+        with a form that does not subtract two losses (exact for small changes) and
+        works in place.
+        """
+        moved = eta[:, None, :] + np.stack(delta, axis=2)
+        return self.output_losses(data, moved) - self.output_losses(data, eta[:, None, :])
+
+    def output_moves(self, data, V, U, out):
+        """Fill ``out[k][t, j] = (J_j^T v_j) . U[:, k * n_t + t]`` for the block's rows ``j``.
+
+        ``U`` ``(n_params, K * n_t)`` from :meth:`asarray`, its columns grouped by
+        output; ``out``: ``K`` float64 arrays ``(n_t, n)``, written in place.
+        """
+        Q = self.output_vjp_dot(data, V, U)
+        n_t = out[0].shape[0]
+        for k, part in enumerate(out):
+            part[...] = Q[:, k * n_t : (k + 1) * n_t].T
+
     def output_vjps(self, data, V):
         """Rows ``J_i^T v_i`` ``(n, n_params)`` (dense float64 numpy) for ``V`` ``(n, K)``."""
         raise NotImplementedError(f"{type(self).__name__} has no output Jacobians.")

@@ -342,16 +342,21 @@ class LinearAdapter(ModelAdapter):
         return G.reshape(n, self.n_params)
 
     # -- outputs (Newton-step removal) ---------------------------------------------
+    # A multinomial model's outputs are its K - 1 logits less the last class's: the
+    # softmax is blind to a shift of all K, so that shift (a flat direction) never
+    # enters, and every product over outputs is a K-th smaller.
     def output_derivatives(self, data):
         eta = self._eta(data.X)
         r, w = self._residual(data, eta)
         n, K = r.shape
         if self.family == "multinomial":
-            C = -w[:, :, None] * w[:, None, :]
-            C[:, np.arange(K), np.arange(K)] += w
-        else:  # binary: p (1 - p); squared: 2 on every output
-            C = np.zeros((n, K, K))
-            C[:, np.arange(K), np.arange(K)] = w
+            k = K - 1
+            p = w[:, :k]
+            C = -p[:, :, None] * p[:, None, :]
+            C[:, np.arange(k), np.arange(k)] += p
+            return eta[:, :k] - eta[:, k:], r[:, :k], C
+        C = np.zeros((n, K, K))  # binary: p (1 - p); squared: 2 on every output
+        C[:, np.arange(K), np.arange(K)] = w
         return eta, r, C
 
     def output_losses(self, data, eta):
@@ -359,23 +364,120 @@ class LinearAdapter(ModelAdapter):
         if self.family == "binary":
             e = eta[..., 0]
             return -np.where(y[:, None] == 1, log_expit(e), log_expit(-e))
-        if self.family == "multinomial":
-            own = np.take_along_axis(eta, y[:, None, None], axis=2)[..., 0]
-            return logsumexp(eta, axis=2) - own
+        if self.family == "multinomial":  # eta holds the K - 1 reduced logits
+            full = np.concatenate([eta, np.zeros((*eta.shape[:2], 1))], axis=2)
+            own = np.take_along_axis(full, y[:, None, None], axis=2)[..., 0]
+            return logsumexp(full, axis=2) - own
         return ((eta - y[:, None, :]) ** 2).sum(axis=2)
 
+    def output_loss_changes(self, data, eta, delta):
+        if self.family == "binary":
+            return self._binary_loss_changes(data, eta, delta)
+        if self.family == "multinomial":
+            return self._multinomial_loss_changes(data, eta, delta)
+        return super().output_loss_changes(data, eta, delta)
+
+    def _binary_loss_changes(self, data, eta, delta):
+        # L = log(1 + e^-m) of the margin m = s * eta, s = +-1 the label's sign. With
+        # q = expit(-m), L(m - x) - L(m) = log1p(q * expm1(x)) for x = -s * d: ufuncs in
+        # place, and no cancellation between two losses; |x| > 30 takes the exact form
+        sign = np.where(data.y == 1, 1.0, -1.0)
+        m = sign * eta[:, 0]
+        x = delta[0]
+        np.multiply(x, -sign[:, None], out=x)
+        big = None
+        if x.size and max(float(x.max()), -float(x.min())) > 30.0:
+            big = np.nonzero(np.abs(x) > 30.0)
+            x_big = x[big]
+        np.expm1(x, out=x)
+        np.multiply(x, expit(-m)[:, None], out=x)
+        np.log1p(x, out=x)
+        if big is not None:
+            mt = m[big[0]]
+            x[big] = np.logaddexp(0.0, x_big - mt) - np.logaddexp(0.0, -mt)
+        return x
+
+    def _multinomial_loss_changes(self, data, eta, delta):
+        # L = log(sum_k p_k e^d_k) - d_y over the K classes (d_K = 0): log1p of
+        # sum_k<K p_k expm1(d_k), less d_y; pairs with some |d_k| > 30 take logsumexp
+        y, k = data.y, eta.shape[1]
+        full = np.concatenate([eta, np.zeros((eta.shape[0], 1))], axis=1)
+        p = softmax(full, axis=1)
+        n, m = delta[0].shape
+        own = np.zeros((n, m))
+        for c in range(k):
+            own[y == c] = delta[c][y == c]
+        big = None
+        if n and m and max(max(float(d.max()), -float(d.min())) for d in delta) > 30.0:
+            big = np.nonzero(np.any([np.abs(d) > 30.0 for d in delta], axis=0))
+            d_big = np.stack([d[big] for d in delta], axis=1)
+        for c in range(k):
+            np.expm1(delta[c], out=delta[c])
+            np.multiply(delta[c], p[:, c : c + 1], out=delta[c])
+        out = delta[0]
+        for c in range(1, k):
+            out += delta[c]
+        np.log1p(out, out=out)
+        out -= own
+        if big is not None:
+            t = big[0]
+            z = np.concatenate([full[t, :k] + d_big, np.zeros((t.size, 1))], axis=1)
+            new = logsumexp(z, axis=1) - z[np.arange(t.size), y[t]]
+            out[big] = new - (logsumexp(full[t], axis=1) - full[t, y[t]])
+        return out
+
+    def _full_outputs(self, V):
+        """Coefficients on the K outputs of ``V`` given on the model's outputs."""
+        V = np.asarray(V, dtype=np.float64)
+        if self.family == "multinomial":  # output k is eta_k - eta_K
+            return np.concatenate([V, -V.sum(axis=1, keepdims=True)], axis=1)
+        return V
+
     def output_vjps(self, data, V):
-        G = self._kron_rows(data.X, np.asarray(V, dtype=np.float64))
+        G = self._kron_rows(data.X, self._full_outputs(V))
         return G.toarray() if sp.issparse(G) else G
 
-    def output_vjp_dot(self, data, V, M):
-        # sum_k v_ik (x~_i . M_k): K products with the features, never the (n, P) rows
-        Mr = np.asarray(M).reshape(self.n_outputs, self.d_tilde, -1)
-        out = None
-        for k in range(self.n_outputs):
-            part = V[:, k : k + 1] * self._xt_dot(data.X, Mr[k])
-            out = part if out is None else out + part
+    def output_moves(self, data, V, U, out, reduced=False):
+        # out[k] = sum_l v_l * (U_{l,k}^T x~): one GEMM per pair of outputs, written
+        # straight into out (the product's transpose, the layout BLAS writes fastest).
+        # reduced: U's rows are already per model output (multinomial: U_l - U_K)
+        K, dt, n_t = len(out), self.d_tilde, out[0].shape[0]
+        n_rows = self.n_outputs - 1 if reduced and self.family == "multinomial" else None
+        Ur = np.asarray(U).reshape(n_rows or self.n_outputs, dt, K, n_t)
+        if self.family == "multinomial" and not reduced:  # train output l is eta_l - eta_K
+            Ur = Ur[:-1] - Ur[-1:]
+        X = data.X
+        dense = not sp.issparse(X)
+        if dense and self.c != 0:  # the intercept as a feature: one GEMM, no extra pass
+            X = np.hstack([X, np.full((X.shape[0], 1), self.c)])
+        active = [l for l in range(Ur.shape[0]) if V[:, l].any()]  # one-hot V: one
+        tmp = np.empty_like(out[0]) if len(active) > 1 else None
+        for k in range(K):
+            if not active:
+                out[k][...] = 0.0
+            for i, l in enumerate(active):
+                dst = out[k] if i == 0 else tmp
+                A = Ur[l, :, k, :]  # (d~, n_t)
+                if dense:
+                    np.matmul(A.T if self.c != 0 else A[: self.n_features].T, X.T, out=dst)
+                else:
+                    dst[...] = (X @ A[: self.n_features]).T
+                    if self.c != 0:
+                        dst += self.c * A[-1][:, None]
+                dst *= V[:, l][None, :]
+                if i:
+                    out[k] += dst
         return out
+
+    def output_vjp_dot(self, data, V, M):
+        # sum_k v_ik (x~_i . M_k), never the (n, P) rows; computed as its transpose
+        # (M_k^T X~^T), the layout BLAS writes fastest, and returned as a view
+        Mr = np.asarray(M).reshape(self.n_outputs, self.d_tilde, -1)
+        if self.family == "multinomial":  # v . (e_k - e_K): against M_k - M_K
+            Mr = Mr[:-1] - Mr[-1:]
+        out = [np.empty((Mr.shape[2], self.n_samples(data)))]
+        self.output_moves(data, V, Mr.reshape(-1, Mr.shape[2]), out, reduced=True)
+        return out[0].T
 
     def reweighted(self, weights, theta=None):
         view = copy.copy(self)
