@@ -293,3 +293,30 @@ def test_frozen_model_is_used_as_is():
         refit.group_removal_effect(X[:2], y[:2], [1, 2], n_steps=3),
         rtol=1e-10,
     )
+
+
+@pytest.mark.parametrize("task", ["binary", "multinomial", "squared"])
+def test_in_place_loss_changes_equal_the_difference_of_losses(task):
+    # the adapters' log1p/expm1 forms (and their exact fallback beyond |d| = 30)
+    # against the plain difference of two losses, on moves from 1e-6 to 200
+    from skinfluence.models.base import ModelAdapter
+
+    if task == "squared":
+        X, y = make_regression(40, 3, random_state=0)
+        ex = InfluenceExplainer(Ridge()).fit(X, y)
+    else:
+        k = 2 if task == "binary" else 4
+        X, y = make_classification(60, 5, n_informative=4, n_redundant=0, n_classes=k)
+        ex = InfluenceExplainer(_tight_lr()).fit(X, y)
+    ad = ex._adapter
+    data = ad.take(ad.train_data, np.arange(7))
+    eta = ad.output_derivatives(data)[0]
+    rng = np.random.default_rng(0)
+    K = eta.shape[1]
+    scale = 10.0 ** rng.uniform(-6, np.log10(200), size=(K, 7, 9))
+    delta = [scale[k] * rng.choice([-1.0, 1.0], size=(7, 9)) for k in range(K)]
+    expected = ModelAdapter.output_loss_changes(ad, data, eta, [d.copy() for d in delta])
+    got = ad.output_loss_changes(data, eta, [d.copy() for d in delta])
+    assert got.shape == (7, 9)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert np.isfinite(got).all()
