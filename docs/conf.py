@@ -18,6 +18,8 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 autosummary_generate = True
+# class.rst lists each class's public methods (the explainer's API lives there).
+templates_path = ["_templates"]
 numpydoc_show_class_members = False
 # Links to other projects' docs need their inventories from the network; CI machines
 # have none, so the links are opt-in: SKINFLUENCE_DOCS_INTERSPHINX=1.
