@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch, get_tags
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skinfluence import compute, crossfit, mislabel, removal
@@ -46,6 +47,17 @@ def _is_float64_spec(value):
 
 def _is_torch_device(value):
     return type(value).__name__ == "device" and type(value).__module__ == "torch"
+
+
+def _estimator_has(attr):
+    """``available_if`` check: the fitted model (or, before fit, the given one) has ``attr``."""
+
+    def check(self):
+        model = self.estimator_ if hasattr(self, "estimator_") else self.estimator
+        getattr(model, attr)  # AttributeError names the model and the method
+        return True
+
+    return check
 
 
 class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
@@ -994,6 +1006,75 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._validate_X(X, y, reset=False)
         return float(self.estimator_.score(X, y, sample_weight=sample_weight))
 
+    def _delegate(self, method, X):
+        check_is_fitted(self)
+        self._validate_X(X, reset=False)
+        return getattr(self.estimator_, method)(X)
+
+    @available_if(_estimator_has("predict"))
+    def predict(self, X):
+        """The wrapped model's ``predict``, unchanged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples, as the model takes them (a Pipeline's raw input included).
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            ``estimator_.predict(X)``.
+        """
+        return self._delegate("predict", X)
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """The wrapped model's ``predict_proba``, unchanged (only when it has one).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            ``estimator_.predict_proba(X)``, columns in the order of ``classes_``.
+        """
+        return self._delegate("predict_proba", X)
+
+    @available_if(_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """The wrapped model's ``predict_log_proba``, unchanged (only when it has one).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            ``estimator_.predict_log_proba(X)``.
+        """
+        return self._delegate("predict_log_proba", X)
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """The wrapped model's ``decision_function``, unchanged (only when it has one).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            ``estimator_.decision_function(X)``.
+        """
+        return self._delegate("decision_function", X)
+
     def _repr_html_(self):
         """HTML summary for Jupyter: model, solver, damping, n_train, condition, stationarity."""
         from skinfluence._html import explainer_html
@@ -1013,8 +1094,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             if isinstance(self.estimator, FrozenEstimator)
             else self.estimator
         )
-        tags.input_tags.sparse = get_tags(model).input_tags.sparse
-        tags.input_tags.allow_nan = get_tags(model).input_tags.allow_nan
+        model_tags = get_tags(model)
+        tags.input_tags.sparse = model_tags.input_tags.sparse
+        tags.input_tags.allow_nan = model_tags.input_tags.allow_nan
+        # predict / predict_proba delegate to the model, so it is what the model is
+        tags.estimator_type = model_tags.estimator_type
+        tags.classifier_tags = model_tags.classifier_tags
+        tags.regressor_tags = model_tags.regressor_tags
+        tags.target_tags.multi_output = model_tags.target_tags.multi_output
         return tags
 
 

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV
@@ -313,3 +313,33 @@ def test_model_family_picks_the_auto_mislabel_score(fitted):
     assert ex.model_family_ == "linear"
     auto = AUTO[ex.model_family_]
     np.testing.assert_array_equal(ex.mislabel_scores("auto"), ex.mislabel_scores(auto))
+
+
+def test_prediction_methods_delegate_to_the_model():
+    from sklearn.datasets import load_iris, make_regression
+
+    X, y = load_iris(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=1000)).fit(X, y)
+    for model in (pipe, FrozenEstimator(pipe)):
+        ex = InfluenceExplainer(model).fit(X, y)
+        for method in ("predict", "predict_proba", "predict_log_proba", "decision_function"):
+            np.testing.assert_array_equal(getattr(ex, method)(X[:7]), getattr(pipe, method)(X[:7]))
+    assert is_classifier(ex) and is_classifier(InfluenceExplainer(pipe))
+
+    Xr, yr = make_regression(30, 3, random_state=0)
+    ex = InfluenceExplainer(Ridge()).fit(Xr, yr)
+    np.testing.assert_array_equal(ex.predict(Xr), ex.estimator_.predict(Xr))
+    assert is_regressor(ex)
+    # methods the model lacks are absent, as in scikit-learn's meta-estimators
+    for method in ("predict_proba", "predict_log_proba", "decision_function"):
+        assert not hasattr(ex, method)
+        assert not hasattr(InfluenceExplainer(Ridge()), method)
+    with pytest.raises(ValueError, match="3 features"):
+        ex.predict(Xr[:, :2])
+
+
+def test_prediction_methods_need_a_fit():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        InfluenceExplainer(LogisticRegression()).predict(np.zeros((2, 3)))

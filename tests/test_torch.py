@@ -527,3 +527,9 @@ def test_editing_the_nets_weights_after_fit_changes_nothing(mlp_net, iris):
         net.module_.fc1.weight.mul_(3.0)
     np.testing.assert_array_equal(ex.influence(X[:3], y[:3]), before)
     np.testing.assert_array_equal(ex.loss(X[:5], y[:5]), losses)
+
+
+def test_prediction_methods_delegate_to_the_net(mlp_direct, mlp_net, iris):
+    X, _ = iris
+    np.testing.assert_array_equal(mlp_direct.predict(X[:9]), mlp_net.predict(X[:9]))
+    np.testing.assert_array_equal(mlp_direct.predict_proba(X[:9]), mlp_net.predict_proba(X[:9]))
