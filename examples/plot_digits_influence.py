@@ -36,9 +36,9 @@ print(f"test image {t}: label {y_test[t]}, predicted {pred[t]}")
 # %%
 # The five most helpful and most harmful training images
 # -------------------------------------------------------
-# The explainer does not keep the raw training inputs, so the images come from
-# the ``X_train`` passed here; ``y_train`` labels them with the (noisy) labels the
-# model was trained on.
+# The display takes the images and the (noisy) labels the model was trained on
+# from the explainer, which keeps them; the test panel shows the true and the
+# predicted label.
 import matplotlib.pyplot as plt
 
 from skinfluence.plotting import InfluenceDisplay
@@ -47,8 +47,6 @@ disp = InfluenceDisplay.from_explainer(
     ex,
     X_test[t : t + 1],
     y_test[t : t + 1],
-    X_train=X_train,
-    y_train=y_noisy,
     k=5,
     image_shape=(8, 8),
 )

@@ -45,9 +45,7 @@ import matplotlib.pyplot as plt
 
 from skinfluence.plotting import InfluenceDisplay
 
-disp = InfluenceDisplay.from_explainer(
-    ex, X_test[t : t + 1], y_test[t : t + 1], y_train=y_train, k=6
-)
+disp = InfluenceDisplay.from_explainer(ex, X_test[t : t + 1], y_test[t : t + 1], k=6)
 disp.figure_.tight_layout()
 plt.show()
 

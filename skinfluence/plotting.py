@@ -11,6 +11,7 @@ Sign convention (Koh & Liang): influence ``I_up,loss`` > 0 is harmful, < 0 helpf
 import numbers
 
 import numpy as np
+from sklearn.base import is_classifier
 
 from skinfluence.indexing import as_mask, take_rows
 from skinfluence.metrics import detection_curve, roc_auc
@@ -82,6 +83,8 @@ class InfluenceDisplay:
         The test point's label.
     image_shape : tuple of int, default=None
         Shape each sample is reshaped to for ``imshow``; None draws bars.
+    test_prediction : object, default=None
+        The model's prediction for the test point, shown next to its label.
 
     Attributes
     ----------
@@ -107,7 +110,7 @@ class InfluenceDisplay:
     >>> X, y = load_digits(return_X_y=True)
     >>> ex = InfluenceExplainer(LogisticRegression(max_iter=2000)).fit(X[:500], y[:500])
     >>> disp = InfluenceDisplay.from_explainer(  # doctest: +SKIP
-    ...     ex, X[600:601], y[600:601], X_train=X[:500], y_train=y[:500], image_shape=(8, 8)
+    ...     ex, X[600:601], y[600:601], image_shape=(8, 8)
     ... )
     """
 
@@ -125,6 +128,7 @@ class InfluenceDisplay:
         test_sample=None,
         test_label=None,
         image_shape=None,
+        test_prediction=None,
     ):
         self.helpful_indices = helpful_indices
         self.helpful_values = helpful_values
@@ -137,6 +141,7 @@ class InfluenceDisplay:
         self.test_sample = test_sample
         self.test_label = test_label
         self.image_shape = image_shape
+        self.test_prediction = test_prediction
 
     @classmethod
     def from_explainer(
@@ -159,14 +164,16 @@ class InfluenceDisplay:
         explainer : InfluenceExplainer
             A fitted explainer.
         X : array-like of shape (1, n_features) or (n_features,)
-            The one test point.
+            The one test point: a 1-row array or DataFrame, a 1-d array, or a
+            pandas row (``df.loc[key]``).
         y : array-like of shape (1,) or scalar
             Its label.
         X_train : array-like of shape (n_train, n_features), default=None
-            The training data the explainer was fitted on; required for images
-            (the explainer does not keep the raw training inputs).
+            The training data to draw; by default the inputs the explainer was
+            fitted on, which it keeps.
         y_train : array-like of shape (n_train,), default=None
-            The training labels, written next to each point.
+            The training labels written next to each point; by default the
+            explainer's own.
         k : int, default=5
             How many helpful and how many harmful points.
         image_shape : tuple of int, default=None
@@ -185,6 +192,14 @@ class InfluenceDisplay:
         X, y = _one_test_point(X, y)
         res = explainer.most_influential(X, y, k=k)
         n_train = explainer.n_train_
+        kept_X, kept_y = explainer._fit_inputs[:2]
+        X_train = kept_X if X_train is None else X_train
+        y_train = kept_y if y_train is None else y_train
+        predicted = None
+        if (explainer.classes_ is not None or is_classifier(explainer)) and hasattr(
+            explainer, "predict"
+        ):
+            predicted = np.asarray(explainer.predict(X)).ravel()[0]
         return cls._from_indices(
             res.helpful_indices[0],
             res.helpful_values[0],
@@ -196,6 +211,7 @@ class InfluenceDisplay:
             test_sample=np.ravel(_rows(X, [0])) if image_shape is not None else None,
             test_label=np.asarray(y)[0],
             image_shape=image_shape,
+            test_prediction=predicted,
         ).plot(ax=ax, **kwargs)
 
     @classmethod
@@ -273,12 +289,10 @@ class InfluenceDisplay:
         test_sample,
         test_label,
         image_shape,
+        test_prediction=None,
     ):
         if image_shape is not None and X_train is None:
-            raise ValueError(
-                "image_shape needs X_train: the explainer does not keep the raw training "
-                "inputs, so pass the X it was fitted on."
-            )
+            raise ValueError("image_shape needs X_train, the training samples to draw.")
         samples = labels = (None, None)
         if X_train is not None:
             if _n_rows(X_train) != n_train:
@@ -315,9 +329,10 @@ class InfluenceDisplay:
             test_sample=test_sample,
             test_label=test_label,
             image_shape=image_shape,
+            test_prediction=test_prediction,
         )
 
-    def plot(self, ax=None, *, cmap="gray_r", value_format="{:+.4g}"):
+    def plot(self, ax=None, *, cmap="gray_r", value_format="{:+.4g}", **kwargs):
         """Draw the display.
 
         Parameters
@@ -329,6 +344,10 @@ class InfluenceDisplay:
             Colormap of the images.
         value_format : str, default="{:+.4g}"
             Format of the influence values written on the plot.
+        **kwargs : dict
+            Passed to the artists: :meth:`~matplotlib.axes.Axes.barh` in bar mode
+            (e.g. ``color=``), :meth:`~matplotlib.axes.Axes.imshow` of the training
+            images in image mode.
 
         Returns
         -------
@@ -338,11 +357,11 @@ class InfluenceDisplay:
         k = len(self.helpful_indices)
         if self.image_shape is None:
             ax = _new_axes(ax, f"{type(self).__name__}.plot", figsize=(6, 0.45 * 2 * k + 1.2))
-            self._plot_bars(ax, value_format)
+            self._plot_bars(ax, value_format, kwargs)
         else:
             ncols = k + (self.test_sample is not None)
             ax = _new_axes(ax, f"{type(self).__name__}.plot", figsize=(1.5 * ncols, 3.8))
-            self._plot_images(ax, cmap, value_format)
+            self._plot_images(ax, cmap, value_format, kwargs)
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
@@ -350,7 +369,15 @@ class InfluenceDisplay:
     def _point_label(self, idx, label):
         return f"#{idx}" if label is None else f"#{idx} (y={label})"
 
-    def _plot_bars(self, ax, value_format):
+    def _test_description(self):
+        parts = []
+        if self.test_label is not None:
+            parts.append(f"y={self.test_label}")
+        if self.test_prediction is not None:
+            parts.append(f"predicted {self.test_prediction}")
+        return ", ".join(parts)
+
+    def _plot_bars(self, ax, value_format, kwargs):
         idx = np.concatenate([self.helpful_indices, self.harmful_indices])
         val = np.concatenate([self.helpful_values, self.harmful_values]).astype(float)
         labels = [None] * len(idx)
@@ -358,7 +385,7 @@ class InfluenceDisplay:
             labels = list(self.helpful_labels) + list(self.harmful_labels)
         pos = np.arange(len(idx))[::-1]  # most helpful on top
         colors = [HARMFUL_COLOR if v > 0 else HELPFUL_COLOR for v in val]
-        self.bars_ = ax.barh(pos, val, color=colors)
+        self.bars_ = ax.barh(pos, val, **{"color": colors, **kwargs})
         ax.set_yticks(pos, [self._point_label(i, lab) for i, lab in zip(idx, labels, strict=True)])
         ax.axvline(0, color="black", linewidth=0.8)
         self.texts_ = [
@@ -376,13 +403,13 @@ class InfluenceDisplay:
         ax.set_xlim(min(val.min(), 0) - 0.35 * span, max(val.max(), 0) + 0.35 * span)
         ax.set_xlabel("influence $I_{up,loss}$ (negative = helpful, positive = harmful)")
         title = "Most helpful and most harmful training points"
-        if self.test_label is not None:
-            title += f"\nfor a test point labelled {self.test_label}"
+        if self._test_description():
+            title += f"\nfor the test point ({self._test_description()})"
         ax.set_title(title)
         self.axes_ = None
         self.test_ax_ = None
 
-    def _plot_images(self, ax, cmap, value_format):
+    def _plot_images(self, ax, cmap, value_format, kwargs):
         k = len(self.helpful_indices)
         has_test = self.test_sample is not None
         ax.set_axis_off()
@@ -392,8 +419,8 @@ class InfluenceDisplay:
         if has_test:
             self.test_ax_ = fig.add_subplot(grid[:, 0])
             self.test_ax_.imshow(np.reshape(self.test_sample, self.image_shape), cmap=cmap)
-            name = "test point" if self.test_label is None else f"test point\ny={self.test_label}"
-            self.test_ax_.set_title(name)
+            desc = self._test_description().replace(", ", "\n")
+            self.test_ax_.set_title("test point" + (f"\n{desc}" if desc else ""))
             self.test_ax_.set_xticks([])
             self.test_ax_.set_yticks([])
         self.axes_ = np.empty((2, k), dtype=object)
@@ -417,7 +444,7 @@ class InfluenceDisplay:
         for r, (row_name, idx, val, samples, labels) in enumerate(rows):
             for c in range(k):
                 a = fig.add_subplot(grid[r, c + has_test])
-                a.imshow(np.reshape(samples[c], self.image_shape), cmap=cmap)
+                a.imshow(np.reshape(samples[c], self.image_shape), **{"cmap": cmap, **kwargs})
                 a.set_xticks([])
                 a.set_yticks([])
                 color = HARMFUL_COLOR if val[c] > 0 else HELPFUL_COLOR
@@ -427,7 +454,8 @@ class InfluenceDisplay:
                     fontsize="small",
                 )
                 self.axes_[r, c] = a
-            self.axes_[r, 0].set_ylabel(row_name)
+            sign = "< 0" if r == 0 else "> 0"
+            self.axes_[r, 0].set_ylabel(f"{row_name}\n($I_{{up,loss}}$ {sign})")
         self.bars_ = None
 
 
@@ -444,6 +472,9 @@ def _n_rows(X):
 def _one_test_point(X, y):
     if isinstance(X, np.ndarray) and X.ndim == 1:
         X = X.reshape(1, -1)
+    elif hasattr(X, "to_frame") and hasattr(X, "index"):  # a pandas row, df.loc[key]
+        # one row of a mixed frame is object-typed; infer_objects restores the numbers
+        X = X.to_frame().T.infer_objects()
     y = np.atleast_1d(np.asarray(y))
     if _n_rows(X) != 1 or y.shape != (1,):
         raise ValueError(
@@ -563,7 +594,7 @@ class MislabelDisplay:
                 scores[m] = every[m]
         return cls.from_scores(flipped, scores, ax=ax, **kwargs)
 
-    def plot(self, ax=None, *, max_fraction=None, plot_chance_level=True):
+    def plot(self, ax=None, *, max_fraction=None, plot_chance_level=True, **kwargs):
         """Draw the curves.
 
         Parameters
@@ -574,6 +605,9 @@ class MislabelDisplay:
             Show the fraction checked up to this value only (e.g. 0.4).
         plot_chance_level : bool, default=True
             Draw the diagonal of random checking.
+        **kwargs : dict
+            Passed to :meth:`~matplotlib.axes.Axes.plot` for each score's curve
+            (e.g. ``linewidth=``, ``color=``).
 
         Returns
         -------
@@ -585,7 +619,9 @@ class MislabelDisplay:
         for name, found in self.fraction_found.items():
             auc = (self.roc_auc or {}).get(name)
             label = name if auc is None else f"{name} (ROC AUC {auc:.3f})"
-            (self.lines_[name],) = ax.plot(self.fraction_checked, found, label=label)
+            (self.lines_[name],) = ax.plot(
+                self.fraction_checked, found, **{"label": label, **kwargs}
+            )
         self.chance_level_ = None
         if plot_chance_level:
             (self.chance_level_,) = ax.plot(
@@ -694,6 +730,7 @@ class SelfInfluenceDisplay:
         flagged=None,
         k=None,
         fraction=None,
+        name=None,
         ax=None,
         **kwargs,
     ):
@@ -711,6 +748,8 @@ class SelfInfluenceDisplay:
             Flag the ``k`` most suspicious points instead.
         fraction : float, default=None
             Flag this fraction of the most suspicious points instead.
+        name : str, default=None
+            What the score is called on the plot; by default the method's name.
         ax : matplotlib Axes, default=None
             Axes to draw in.
         **kwargs : dict
@@ -723,12 +762,12 @@ class SelfInfluenceDisplay:
         """
         check_matplotlib_support(f"{cls.__name__}.from_explainer")
         scores = explainer.mislabel_scores(method)
-        name = method.replace("_", "-")
+        name = method.replace("_", "-") if name is None else name
         return cls.from_scores(
             scores, flagged=flagged, k=k, fraction=fraction, name=name, ax=ax, **kwargs
         )
 
-    def plot(self, ax=None, *, bins=50, log=False, flagged_color=HARMFUL_COLOR):
+    def plot(self, ax=None, *, bins=50, log=False, flagged_color=HARMFUL_COLOR, **kwargs):
         """Draw the histogram.
 
         Parameters
@@ -741,6 +780,9 @@ class SelfInfluenceDisplay:
             Logarithmic counts, to see the tail.
         flagged_color : color, default="tab:red"
             Colour of the flagged marks and the threshold.
+        **kwargs : dict
+            Passed to :meth:`~matplotlib.axes.Axes.hist` (e.g. ``color=``,
+            ``alpha=``).
 
         Returns
         -------
@@ -748,7 +790,7 @@ class SelfInfluenceDisplay:
             The display, drawn; its artists are in the attributes ending in ``_``.
         """
         ax = _new_axes(ax, f"{type(self).__name__}.plot")
-        _, _, patches = ax.hist(self.scores, bins=bins, log=log, color="tab:gray")
+        _, _, patches = ax.hist(self.scores, bins=bins, log=log, **{"color": "tab:gray", **kwargs})
         self.patches_ = list(patches)
         n_flagged = int(np.sum(self.flagged))
         self.flagged_marks_ = None

@@ -52,7 +52,8 @@ def test_influence_images_show_k_helpful_and_k_harmful_with_values(digits):
     assert sum(len(a.images) for a in disp.axes_.flat) == 8
     assert len(disp.test_ax_.images) == 1
     np.testing.assert_array_equal(disp.test_ax_.images[0].get_array(), x.reshape(8, 8))
-    assert disp.test_ax_.get_title() == f"test point\ny={y[0]}"
+    pred = ex.predict(x)[0]
+    assert disp.test_ax_.get_title() == f"test point\ny={y[0]}\npredicted {pred}"
     # the influence value is written above each image, helpful row first
     values = np.concatenate([res.helpful_values[0], res.harmful_values[0]])
     assert [t.get_text() for t in disp.texts_] == [f"{v:+.4g}" for v in values]
@@ -61,8 +62,8 @@ def test_influence_images_show_k_helpful_and_k_harmful_with_values(digits):
     i = res.harmful_indices[0, 2]
     np.testing.assert_array_equal(disp.axes_[1, 2].images[0].get_array(), X_train[i].reshape(8, 8))
     assert disp.axes_[1, 2].get_xlabel() == f"#{i} (y={y_noisy[i]})"
-    assert disp.axes_[0, 0].get_ylabel() == "most helpful"
-    assert disp.axes_[1, 0].get_ylabel() == "most harmful"
+    assert disp.axes_[0, 0].get_ylabel() == "most helpful\n($I_{up,loss}$ < 0)"
+    assert disp.axes_[1, 0].get_ylabel() == "most harmful\n($I_{up,loss}$ > 0)"
     assert not disp.ax_.axison  # the bounding axes only holds the grid
     assert disp.figure_ is disp.ax_.figure
     assert len(disp.figure_.axes) == 1 + 8 + 1
@@ -92,7 +93,7 @@ def test_influence_bars_without_image_shape(digits):
     # most helpful at the top of the chart
     idx = np.concatenate([res.helpful_indices[0], res.harmful_indices[0]])
     assert _labels_top_down(disp.ax_) == [f"#{i} (y={y_noisy[i]})" for i in idx]
-    assert f"labelled {y[0]}" in disp.ax_.get_title()
+    assert f"(y={y[0]}, predicted {ex.predict(x)[0]})" in disp.ax_.get_title()
     assert "positive = harmful" in disp.ax_.get_xlabel()
 
 
@@ -135,7 +136,7 @@ def test_influence_images_with_a_channel_axis():
 def test_influence_errors(digits):
     ex, X_train, y_noisy, _, x, y = digits
     with pytest.raises(ValueError, match="image_shape needs X_train"):
-        InfluenceDisplay.from_explainer(ex, x, y, image_shape=(8, 8))
+        InfluenceDisplay.from_scores([1.0, -2.0], k=1, image_shape=(1, 1))
     with pytest.raises(ValueError, match="holds 49 values"):
         InfluenceDisplay.from_explainer(ex, x, y, X_train=X_train, image_shape=(7, 7))
     with pytest.raises(ValueError, match="one test point"):
@@ -250,3 +251,61 @@ def test_missing_matplotlib_is_a_clear_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="requires matplotlib"):
         MislabelDisplay.from_scores([True, False], [1.0, 0.0])
+
+
+# -- from the explainer alone, keywords passed through ---------------------------------
+def test_influence_images_from_the_explainer_alone(digits):
+    ex, X_train, y_noisy, _, x, y = digits
+    given = InfluenceDisplay.from_explainer(
+        ex, x, y, X_train=X_train, y_train=y_noisy, k=3, image_shape=(8, 8)
+    )
+    alone = InfluenceDisplay.from_explainer(ex, x, y, k=3, image_shape=(8, 8))
+    for a, b in zip(given.axes_.flat, alone.axes_.flat, strict=True):
+        np.testing.assert_array_equal(a.images[0].get_array(), b.images[0].get_array())
+        assert a.get_xlabel() == b.get_xlabel() and "(y=" in b.get_xlabel()
+    # a 1-d test row is one test point
+    flat = InfluenceDisplay.from_explainer(ex, x[0], y[0], k=3)
+    np.testing.assert_array_equal(flat.harmful_indices, alone.harmful_indices)
+
+
+def test_influence_bars_from_a_frame_row_through_a_pipeline():
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    n = 80
+    df = pd.DataFrame(
+        {"age": rng.normal(40, 10, n), "city": rng.choice(["a", "b", "c"], n)},
+        index=[f"r{i}" for i in range(n)],
+    )
+    y = (df["age"] + 5 * (df["city"] == "a") + rng.normal(0, 5, n) > 42).to_numpy().astype(int)
+    pipe = make_pipeline(
+        make_column_transformer((StandardScaler(), ["age"]), (OneHotEncoder(), ["city"])),
+        LogisticRegression(tol=1e-10, max_iter=1000),
+    )
+    ex = InfluenceExplainer(pipe).fit(df, y)
+    row = df.loc["r3"]  # a pandas Series of mixed types
+    disp = InfluenceDisplay.from_explainer(ex, row, y[3], k=2)
+    ref = ex.most_influential(df.iloc[3:4], y[3:4], k=2)
+    np.testing.assert_array_equal(disp.helpful_indices, ref.helpful_indices[0])
+    np.testing.assert_array_equal(disp.harmful_values, ref.harmful_values[0])
+    i = ref.helpful_indices[0, 0]
+    assert _labels_top_down(disp.ax_)[0] == f"#{i} (y={y[i]})"
+    assert f"predicted {ex.predict(df.iloc[3:4])[0]}" in disp.ax_.get_title()
+
+
+def test_matplotlib_keywords_reach_the_artists(digits):
+    from matplotlib.colors import to_rgba
+
+    ex, _, _, flipped, x, y = digits
+    bars = InfluenceDisplay.from_explainer(ex, x, y, k=2, color="tab:purple", alpha=0.5)
+    assert all(b.get_facecolor() == to_rgba("tab:purple", 0.5) for b in bars.bars_)
+    hist = SelfInfluenceDisplay.from_explainer(ex, name="my score", color="tab:olive")
+    assert hist.patches_[0].get_facecolor() == to_rgba("tab:olive")
+    assert hist.ax_.get_xlabel() == "my score"
+    curves = MislabelDisplay.from_explainer(ex, flipped, methods=("loss",), linewidth=3.5)
+    assert curves.lines_["loss"].get_linewidth() == 3.5
+    images = InfluenceDisplay.from_explainer(ex, x, y, k=2, image_shape=(8, 8), alpha=0.3)
+    assert images.axes_[0, 0].images[0].get_alpha() == 0.3

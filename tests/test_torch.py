@@ -533,3 +533,22 @@ def test_prediction_methods_delegate_to_the_net(mlp_direct, mlp_net, iris):
     X, _ = iris
     np.testing.assert_array_equal(mlp_direct.predict(X[:9]), mlp_net.predict(X[:9]))
     np.testing.assert_array_equal(mlp_direct.predict_proba(X[:9]), mlp_net.predict_proba(X[:9]))
+
+
+def test_influence_display_from_the_net_explainer_alone(mlp_direct, iris):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skinfluence.plotting import InfluenceDisplay
+
+    X, y = iris
+    disp = InfluenceDisplay.from_explainer(mlp_direct, X[5], y[5], k=2)
+    res = mlp_direct.most_influential(X[5:6], y[5:6], k=2)
+    np.testing.assert_array_equal(disp.harmful_indices, res.harmful_indices[0])
+    i = res.harmful_indices[0, 0]
+    assert f"#{i} (y={y[i]})" in [t.get_text() for t in disp.ax_.get_yticklabels()]
+    assert f"predicted {mlp_direct.predict(X[5:6])[0]}" in disp.ax_.get_title()
+    plt.close("all")
