@@ -17,7 +17,7 @@ from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skinfluence import compute, crossfit, mislabel, removal
+from skinfluence import compute, crossfit, frames, mislabel, removal
 from skinfluence.compute import STATIONARITY_WARN
 from skinfluence.constraints import (
     BOOLEAN,
@@ -452,6 +452,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             sample_weight,
             fit_params,
         )
+        self._train_index = frames.row_index(X)  # the caller's row labels, for as_frame
         self._cross_fitted_cache = {}  # cv -> Bunch, see cross_fitted_losses
         self._train_cache = {}  # training-set losses, self-influence, gradient norms
 
@@ -547,7 +548,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self._adapter, self._solver, data, **self._budget(), train_norm_max=self._norm_max()
         )
 
-    def self_influence(self, X=None, y=None):
+    def self_influence(self, X=None, y=None, *, as_frame=False):
         """Self-influence ``grad L(z)^T H^-1 grad L(z)`` of each sample (>= 0).
 
         Large values mean the model bends to fit that sample: a mislabel suspect.
@@ -560,17 +561,46 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             Samples to score; None scores the training set.
         y : array-like of shape (n_samples,), default=None
             Their labels; required when ``X`` is given.
+        as_frame : bool, default=False
+            Return a DataFrame indexed by the rows' own labels (``X``'s index, or
+            the training data's; positions when it had none) with columns
+            ``label``, ``prediction`` (when the model predicts) and
+            ``self_influence``.
 
         Returns
         -------
-        scores : ndarray of shape (n_samples,)
+        scores : ndarray of shape (n_samples,) or DataFrame
             Self-influence, higher = more influential on itself.
         """
+        check_param("self_influence", "as_frame", as_frame, [BOOLEAN])
         if X is None and y is None:
             check_is_fitted(self)
-            return self._training_quantity("self_influence").copy()
+            scores = self._training_quantity("self_influence").copy()
+            if as_frame:
+                return self._training_frame({"self_influence": scores}, "self_influence")
+            return scores
         data = self._data(X, y)
-        return compute.self_influence(self._adapter, self._solver, data, **self._budget())
+        scores = compute.self_influence(self._adapter, self._solver, data, **self._budget())
+        if as_frame:
+            columns = {"label": np.asarray(y), **self._predictions(X), "self_influence": scores}
+            return frames.rows_frame(
+                frames.row_index(X), np.arange(len(scores)), columns, "self_influence"
+            )
+        return scores
+
+    def _predictions(self, X):
+        """``{"prediction": ...}`` when the model predicts, else nothing."""
+        if not hasattr(self.estimator_, "predict"):
+            return {}
+        return {"prediction": np.asarray(self.estimator_.predict(X))}
+
+    def _training_frame(self, scores, caller, positions=None):
+        """Training rows (all, or ``positions`` in that order) with label, prediction, scores."""
+        X, y = self._fit_inputs[:2]
+        columns = {"label": np.asarray(y), **self._predictions(X), **scores}
+        if positions is None:
+            positions = np.arange(self.n_train_)
+        return frames.rows_frame(self._train_index, positions, columns, caller)
 
     def most_influential(self, X, y, k=10):
         """The ``k`` most helpful and most harmful training points for each test sample.
@@ -870,7 +900,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             )
         return Bunch(**{k: v.copy() for k, v in self._cross_fitted_cache[cv].items()})
 
-    def mislabel_scores(self, method="auto", *, cv=5):
+    def mislabel_scores(self, method="auto", *, cv=5, as_frame=False):
         """One suspicion score per training point, higher = more likely mislabeled.
 
         Parameters
@@ -895,13 +925,27 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             times; see the "Mislabel detection" page).
         cv : int, default=5
             Number of folds of the cross-fitted scores.
+        as_frame : bool, default=False
+            Return a DataFrame indexed by the training rows' own labels
+            (positions when the training data had none), in training order, with
+            columns ``label``, ``prediction`` (when the model predicts) and
+            ``score``; ``attrs["method"]`` names the score used.
 
         Returns
         -------
-        scores : ndarray of shape (n_train,)
+        scores : ndarray of shape (n_train,) or DataFrame
             Suspicion scores (higher = worse).
         """
         check_is_fitted(self)
+        check_param("mislabel_scores", "as_frame", as_frame, [BOOLEAN])
+        scores = self._mislabel_scores(method, cv)
+        if as_frame:
+            frame = self._training_frame({"score": scores}, "mislabel_scores")
+            frame.attrs["method"] = mislabel.resolve_method(method, self.model_family_)
+            return frame
+        return scores
+
+    def _mislabel_scores(self, method, cv):
         name = mislabel.resolve_method(method, self.model_family_)
         needs = mislabel.NEEDS[name]
         inputs = {q: self._training_quantity(q) for q in needs if q != "cross_fitted"}
@@ -917,7 +961,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             cv=cv,
         )
 
-    def find_mislabeled(self, k=None, fraction=None, method="auto", *, cv=5):
+    def find_mislabeled(self, k=None, fraction=None, method="auto", *, cv=5, as_frame=False):
         """Training indices ranked by mislabel suspicion, most suspicious first.
 
         Parameters
@@ -931,15 +975,31 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             The score, as in :meth:`mislabel_scores`.
         cv : int, default=5
             Number of folds of the cross-fitted scores.
+        as_frame : bool, default=False
+            Return the ranked rows as a DataFrame indexed by the training rows'
+            own labels (so ``df.loc[result.index]`` are the suspects), most
+            suspicious first, with columns ``position`` (the row's position in
+            the training data), ``label``, ``prediction`` (when the model
+            predicts) and ``score``.
 
         Returns
         -------
-        indices : ndarray of int
-            Training indices, most suspicious first (cleanlab's ranked-indices shape).
+        indices : ndarray of int or DataFrame
+            Training indices (positions), most suspicious first (cleanlab's
+            ranked-indices shape).
         """
         check_is_fitted(self)
         mislabel.check_cut(k, fraction)
-        return mislabel.rank_suspects(self.mislabel_scores(method, cv=cv), k=k, fraction=fraction)
+        check_param("find_mislabeled", "as_frame", as_frame, [BOOLEAN])
+        scores = self._mislabel_scores(method, cv)
+        ranked = mislabel.rank_suspects(scores, k=k, fraction=fraction)
+        if as_frame:
+            columns = {"position": np.arange(self.n_train_), "score": scores}
+            frame = self._training_frame(columns, "find_mislabeled", positions=ranked)
+            frame = frame[["position", *[c for c in frame.columns if c != "position"]]]
+            frame.attrs["method"] = mislabel.resolve_method(method, self.model_family_)
+            return frame
+        return ranked
 
     def validate(self, X, y, *, n_points=10, refit_steps=100, random_state=None):
         """Check the estimates against real retraining on your own model and data.
@@ -1106,7 +1166,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
 
 #: Private attributes that belong to a fit (cleared when a fit fails part-way).
-_FIT_STATE = ("_adapter", "_solver", "_fit_inputs", "_cross_fitted_cache", "_train_cache")
+_FIT_STATE = (
+    "_adapter",
+    "_solver",
+    "_fit_inputs",
+    "_train_index",
+    "_cross_fitted_cache",
+    "_train_cache",
+)
 
 
 def _indexable(a, copy):

@@ -1,0 +1,85 @@
+"""as_frame=True: the same results as the positional ones, keyed by the caller's rows."""
+
+import numpy as np
+import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.datasets import make_regression
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from skinfluence import InfluenceExplainer
+
+pd = pytest.importorskip("pandas")
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    n = 120
+    df = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "income": rng.lognormal(3, 0.5, n),
+            "city": rng.choice(["north", "south", "east"], n),
+        },
+        index=pd.Index([f"id{i:03d}" for i in rng.permutation(n)], name="person"),
+    )
+    logit = 0.1 * (df["age"] - 40) + 1.0 * (df["city"] == "north") - 0.3
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    pipe = make_pipeline(
+        make_column_transformer((StandardScaler(), ["age", "income"]), (OneHotEncoder(), ["city"])),
+        LogisticRegression(C=1.0, tol=1e-10, max_iter=2000),
+    )
+    ex = InfluenceExplainer(pipe).fit(df.iloc[:100], y[:100])
+    return ex, df, y
+
+
+def test_find_mislabeled_frame_is_the_ranking_keyed_by_the_callers_index(table):
+    ex, df, y = table
+    ranked = ex.find_mislabeled(k=7, method="self_influence")
+    frame = ex.find_mislabeled(k=7, method="self_influence", as_frame=True)
+    assert list(frame.columns) == ["position", "label", "prediction", "score"]
+    assert frame.index.name == "person"
+    assert list(frame.index) == list(df.index[:100][ranked])
+    np.testing.assert_array_equal(frame["position"], ranked)
+    np.testing.assert_array_equal(frame["label"], y[:100][ranked])
+    np.testing.assert_array_equal(frame["prediction"], ex.predict(df.iloc[:100])[ranked])
+    np.testing.assert_array_equal(frame["score"], ex.self_influence()[ranked])
+    assert frame.attrs["method"] == "self_influence"
+    # the index finds the caller's own rows
+    assert (df.loc[frame.index, "age"].to_numpy() == df["age"].iloc[ranked].to_numpy()).all()
+
+
+def test_scores_and_self_influence_frames_in_training_order(table):
+    ex, df, y = table
+    frame = ex.mislabel_scores("loss", as_frame=True)
+    assert list(frame.index) == list(df.index[:100])
+    np.testing.assert_array_equal(frame["score"], ex.mislabel_scores("loss"))
+    np.testing.assert_array_equal(frame["label"], y[:100])
+    si = ex.self_influence(as_frame=True)
+    np.testing.assert_array_equal(si["self_influence"], ex.self_influence())
+    assert list(si.index) == list(df.index[:100])
+    # test rows keep their own index
+    test = ex.self_influence(df.iloc[100:], y[100:], as_frame=True)
+    assert list(test.index) == list(df.index[100:])
+    np.testing.assert_array_equal(test["self_influence"], ex.self_influence(df.iloc[100:], y[100:]))
+    np.testing.assert_array_equal(test["prediction"], ex.predict(df.iloc[100:]))
+
+
+def test_positions_label_the_rows_of_an_array_input():
+    X, y = make_regression(40, 3, noise=1.0, random_state=0)
+    ex = InfluenceExplainer(Ridge()).fit(X, y)
+    frame = ex.find_mislabeled(fraction=0.25, method="loss", as_frame=True)
+    ranked = ex.find_mislabeled(fraction=0.25, method="loss")
+    np.testing.assert_array_equal(frame.index, ranked)
+    np.testing.assert_allclose(frame["prediction"], ex.predict(X)[ranked])
+    np.testing.assert_allclose(frame["label"], y[ranked])
+
+
+def test_as_frame_must_be_a_bool(table):
+    ex, *_ = table
+    with pytest.raises(ValueError, match="as_frame"):
+        ex.find_mislabeled(k=3, as_frame="yes")
+    with pytest.raises(ValueError, match="as_frame"):
+        ex.mislabel_scores("loss", as_frame=1.5)
