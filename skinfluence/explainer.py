@@ -518,7 +518,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self._train_cache[name] = out
         return self._train_cache[name]
 
-    def influence(self, X, y):
+    def influence(self, X, y, *, as_frame=False):
         """Influence of every training point on the loss at each test sample.
 
         Parameters
@@ -530,8 +530,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
         Returns
         -------
-        influence : ndarray of shape (n_test, n_train)
+        influence : ndarray of shape (n_test, n_train) or DataFrame
             ``I_up,loss(z_train, z_test) = -grad L(z_test)^T H^-1 grad L(z_train)``.
+            With ``as_frame=True``, a DataFrame whose index is the test rows'
+            labels and whose columns are the training rows' (positions for
+            inputs without an index).
 
         Notes
         -----
@@ -543,10 +546,16 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         The training set is streamed in blocks; the largest temporary is bounded
         by ``working_memory``; the result itself is ``n_test * n_train`` floats.
         """
+        check_param("influence", "as_frame", as_frame, [BOOLEAN])
         data = self._prepare(X, y)
-        return compute.influence_matrix(
+        out = compute.influence_matrix(
             self._adapter, self._solver, data, **self._budget(), train_norm_max=self._norm_max()
         )
+        if not as_frame:
+            return out
+        test_rows = frames.labels_for(frames.row_index(X), np.arange(out.shape[0]), "influence")
+        train_rows = frames.labels_for(self._train_index, np.arange(self.n_train_), "influence")
+        return frames.matrix_frame(out, test_rows, train_rows, "influence")
 
     def self_influence(self, X=None, y=None, *, as_frame=False):
         """Self-influence ``grad L(z)^T H^-1 grad L(z)`` of each sample (>= 0).
@@ -602,7 +611,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             positions = np.arange(self.n_train_)
         return frames.rows_frame(self._train_index, positions, columns, caller)
 
-    def most_influential(self, X, y, k=10):
+    def most_influential(self, X, y, k=10, *, as_frame=False):
         """The ``k`` most helpful and most harmful training points for each test sample.
 
         The influence matrix is streamed and never held whole.
@@ -615,10 +624,16 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             Their labels or targets.
         k : int, default=10
             How many of each to return.
+        as_frame : bool, default=False
+            Return one DataFrame row per (test point, helpful/harmful, rank),
+            indexed by the training rows' own labels (positions for inputs
+            without an index), with columns ``test`` (the test row's label),
+            ``kind``, ``rank`` (1 = most), ``position`` (of the training row),
+            ``label`` (its training label) and ``influence``.
 
         Returns
         -------
-        result : Bunch
+        result : Bunch or DataFrame
             ``helpful_indices``, ``helpful_values``: ``(n_test, k)`` training
             indices and their ``I_up,loss``, most negative (most helpful) first;
             ``harmful_indices``, ``harmful_values``: most positive (most harmful)
@@ -626,10 +641,22 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         check_param("most_influential", "k", k, [Interval("int", 1, self.n_train_)])
+        check_param("most_influential", "as_frame", as_frame, [BOOLEAN])
         data = self._prepare(X, y)
         h_idx, h_val, b_idx, b_val = compute.top_k_influence(
             self._adapter, self._solver, data, k, **self._budget(), train_norm_max=self._norm_max()
         )
+        if as_frame:
+            test_rows = frames.labels_for(
+                frames.row_index(X), np.arange(h_idx.shape[0]), "most_influential"
+            )
+            return frames.top_k_frame(
+                (h_idx, h_val, b_idx, b_val),
+                test_rows,
+                self._train_index,
+                np.asarray(self._fit_inputs[1]),
+                "most_influential",
+            )
         return Bunch(
             helpful_indices=h_idx, helpful_values=h_val, harmful_indices=b_idx, harmful_values=b_val
         )

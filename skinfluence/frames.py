@@ -53,3 +53,35 @@ def rows_frame(index, positions, columns, caller):
     positions = np.asarray(positions, dtype=np.intp)
     data = {name: np.asarray(values)[positions] for name, values in columns.items()}
     return pd.DataFrame(data, index=labels_for(index, positions, caller))
+
+
+def matrix_frame(values, index, columns, caller):
+    """A (n_test, n_train) matrix as a DataFrame with both axes labelled."""
+    pd = _pandas(caller)
+    return pd.DataFrame(values, index=index, columns=columns)
+
+
+def top_k_frame(result, test_rows, train_index, train_labels, caller):
+    """``most_influential``'s arrays as one long DataFrame keyed by training rows.
+
+    Rows run test point by test point, helpful before harmful, rank 1 first.
+    """
+    pd = _pandas(caller)
+    h_idx, h_val, b_idx, b_val = result
+    n_test, k = h_idx.shape
+    positions = np.concatenate([h_idx, b_idx], axis=1).ravel()  # (n_test * 2k,)
+    values = np.concatenate([h_val, b_val], axis=1).ravel()
+    kind = np.tile(np.repeat(["helpful", "harmful"], k), n_test)
+    rank = np.tile(np.concatenate([np.arange(1, k + 1)] * 2), n_test)
+    frame = pd.DataFrame(
+        {
+            "test": np.asarray(test_rows).repeat(2 * k),
+            "kind": kind,
+            "rank": rank,
+            "position": positions,
+            "label": train_labels[positions],
+            "influence": values,
+        },
+        index=labels_for(train_index, positions, caller),
+    )
+    return frame

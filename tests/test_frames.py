@@ -83,3 +83,34 @@ def test_as_frame_must_be_a_bool(table):
         ex.find_mislabeled(k=3, as_frame="yes")
     with pytest.raises(ValueError, match="as_frame"):
         ex.mislabel_scores("loss", as_frame=1.5)
+
+
+def test_influence_frame_has_test_rows_by_training_rows(table):
+    ex, df, y = table
+    frame = ex.influence(df.iloc[100:105], y[100:105], as_frame=True)
+    np.testing.assert_array_equal(frame.to_numpy(), ex.influence(df.iloc[100:105], y[100:105]))
+    assert list(frame.index) == list(df.index[100:105])
+    assert list(frame.columns) == list(df.index[:100])
+
+
+def test_most_influential_frame_is_the_bunch_keyed_by_training_rows(table):
+    ex, df, y = table
+    X_test, y_test = df.iloc[100:103], y[100:103]
+    res = ex.most_influential(X_test, y_test, k=4)
+    frame = ex.most_influential(X_test, y_test, k=4, as_frame=True)
+    assert list(frame.columns) == ["test", "kind", "rank", "position", "label", "influence"]
+    assert len(frame) == 3 * 2 * 4
+    for t, name in enumerate(df.index[100:103]):
+        for kind, idx, val in (
+            ("helpful", res.helpful_indices, res.helpful_values),
+            ("harmful", res.harmful_indices, res.harmful_values),
+        ):
+            part = frame[(frame["test"] == name) & (frame["kind"] == kind)]
+            np.testing.assert_array_equal(part["rank"], np.arange(1, 5))
+            np.testing.assert_array_equal(part["position"], idx[t])
+            np.testing.assert_array_equal(part["influence"], val[t])
+            np.testing.assert_array_equal(part["label"], y[:100][idx[t]])
+            assert list(part.index) == list(df.index[:100][idx[t]])
+    assert frame.index.name == "person"
+    with pytest.raises(ValueError, match="as_frame"):
+        ex.most_influential(X_test, y_test, as_frame="no")
