@@ -51,8 +51,17 @@ def rows_frame(index, positions, columns, caller):
     """
     pd = _pandas(caller)
     positions = np.asarray(positions, dtype=np.intp)
-    data = {name: np.asarray(values)[positions] for name, values in columns.items()}
+    data = {}
+    for name, values in columns.items():
+        data.update(_columns(name, np.asarray(values)[positions]))
     return pd.DataFrame(data, index=labels_for(index, positions, caller))
+
+
+def _columns(name, values):
+    """One column, or ``name_0``, ``name_1``, ... for a 2-d value (several targets)."""
+    if values.ndim == 2:
+        return {f"{name}_{j}": values[:, j] for j in range(values.shape[1])}
+    return {name: values}
 
 
 def matrix_frame(values, index, columns, caller):
@@ -79,7 +88,7 @@ def top_k_frame(result, test_rows, train_index, train_labels, caller):
             "kind": kind,
             "rank": rank,
             "position": positions,
-            "label": train_labels[positions],
+            **_columns("label", train_labels[positions]),
             "influence": values,
         },
         index=labels_for(train_index, positions, caller),

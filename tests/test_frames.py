@@ -114,3 +114,14 @@ def test_most_influential_frame_is_the_bunch_keyed_by_training_rows(table):
     assert frame.index.name == "person"
     with pytest.raises(ValueError, match="as_frame"):
         ex.most_influential(X_test, y_test, as_frame="no")
+
+
+def test_several_targets_get_one_label_column_each():
+    X, Y = make_regression(40, 3, n_targets=2, noise=1.0, random_state=0)
+    ex = InfluenceExplainer(Ridge()).fit(X, Y)
+    frame = ex.mislabel_scores("loss", as_frame=True)
+    assert list(frame.columns) == ["label_0", "label_1", "prediction_0", "prediction_1", "score"]
+    np.testing.assert_array_equal(frame[["label_0", "label_1"]].to_numpy(), Y)
+    np.testing.assert_allclose(frame[["prediction_0", "prediction_1"]].to_numpy(), ex.predict(X))
+    top = ex.most_influential(X[:2], Y[:2], k=3, as_frame=True)
+    np.testing.assert_array_equal(top["label_1"], Y[top["position"], 1])
