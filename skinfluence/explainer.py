@@ -33,7 +33,7 @@ from skinfluence.constraints import (
     check_param,
     check_params,
 )
-from skinfluence.indexing import as_indices
+from skinfluence.indexing import as_indices, take_rows
 from skinfluence.models import SUPPORTED_LINEAR, check_supported, make_adapter
 from skinfluence.models.base import as_target_array
 from skinfluence.solvers import SOLVERS, HessianSolver, make_solver
@@ -604,11 +604,18 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return {"prediction": np.asarray(self.estimator_.predict(X))}
 
     def _training_frame(self, scores, caller, positions=None):
-        """Training rows (all, or ``positions`` in that order) with label, prediction, scores."""
+        """Training rows (all, or ``positions`` in that order) with label, prediction, scores.
+
+        ``scores`` are full-length; only the rows asked for are predicted.
+        """
         X, y = self._fit_inputs[:2]
-        columns = {"label": np.asarray(y), **self._predictions(X), **scores}
         if positions is None:
             positions = np.arange(self.n_train_)
+        columns = {
+            "label": np.asarray(y)[positions],
+            **self._predictions(take_rows(X, positions)),
+            **{name: np.asarray(v)[positions] for name, v in scores.items()},
+        }
         return frames.rows_frame(self._train_index, positions, columns, caller)
 
     def most_influential(self, X, y, k=10, *, as_frame=False):

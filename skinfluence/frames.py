@@ -45,7 +45,7 @@ def rows_frame(index, positions, columns, caller):
     positions : array-like of int
         Which rows, in the order wanted.
     columns : dict of str to array-like
-        Column values for every row (full length), taken at ``positions``.
+        Column values, one per position (already taken at ``positions``).
     caller : str
         The method's name, for the missing-pandas message.
     """
@@ -53,7 +53,7 @@ def rows_frame(index, positions, columns, caller):
     positions = np.asarray(positions, dtype=np.intp)
     data = {}
     for name, values in columns.items():
-        data.update(_columns(name, np.asarray(values)[positions]))
+        data.update(_columns(name, np.asarray(values)))
     return pd.DataFrame(data, index=labels_for(index, positions, caller))
 
 
@@ -82,7 +82,7 @@ def top_k_frame(result, test_rows, train_index, train_labels, caller):
     values = np.concatenate([h_val, b_val], axis=1).ravel()
     kind = np.tile(np.repeat(["helpful", "harmful"], k), n_test)
     rank = np.tile(np.concatenate([np.arange(1, k + 1)] * 2), n_test)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "test": np.asarray(test_rows).repeat(2 * k),
             "kind": kind,
@@ -93,4 +93,3 @@ def top_k_frame(result, test_rows, train_index, train_labels, caller):
         },
         index=labels_for(train_index, positions, caller),
     )
-    return frame

@@ -196,9 +196,7 @@ class InfluenceDisplay:
         X_train = kept_X if X_train is None else X_train
         y_train = kept_y if y_train is None else y_train
         predicted = None
-        if (explainer.classes_ is not None or is_classifier(explainer)) and hasattr(
-            explainer, "predict"
-        ):
+        if is_classifier(explainer) and hasattr(explainer, "predict"):
             predicted = np.asarray(explainer.predict(X)).ravel()[0]
         return cls._from_indices(
             res.helpful_indices[0],
