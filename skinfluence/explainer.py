@@ -17,7 +17,7 @@ from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skinfluence import compute, crossfit, frames, mislabel, removal
+from skinfluence import compute, crossfit, feature_map, frames, mislabel, removal
 from skinfluence.compute import STATIONARITY_WARN
 from skinfluence.constraints import (
     BOOLEAN,
@@ -675,7 +675,18 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         idx = as_indices(train_indices, self.n_train_, name="train_indices")
         return self._adapter.take(data, idx)
 
-    def influence_params(self, train_indices=None):
+    def _selected_positions(self, train_indices):
+        if train_indices is None:
+            return np.arange(self.n_train_)
+        return as_indices(train_indices, self.n_train_, name="train_indices")
+
+    def _model_feature_names(self, n_features):
+        """Names of the features entering the model (the Pipeline's last step)."""
+        return feature_map.model_feature_names(
+            self._adapter.transform, self._fit_inputs[0], n_features
+        )
+
+    def influence_params(self, train_indices=None, *, as_frame=False):
         """Influence of upweighting training points on the parameters.
 
         Parameters
@@ -683,19 +694,38 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         train_indices : array-like of int or bool, default=None
             Training points to return; None means all of them
             (``n_train * n_params`` floats).
+        as_frame : bool, default=False
+            Return a DataFrame indexed by the training rows' own labels
+            (positions for inputs without an index) whose columns name the
+            parameters: the model's feature names (``get_feature_names_out`` of
+            a Pipeline's leading steps) and ``"intercept"``, as pairs
+            ``(class, feature)`` for a multinomial model (a column MultiIndex),
+            ``"layer.weight[i, j]"`` for a torch net.
 
         Returns
         -------
-        params_influence : ndarray of shape (n_selected, n_params)
+        params_influence : ndarray of shape (n_selected, n_params) or DataFrame
             ``I_up,params(z) = -H^-1 grad L(z)``. Removing training point ``i``
             moves the parameters by about ``-removal_weights_[i] * row``. The
             parameter layout is described in the class Notes.
         """
         check_is_fitted(self)
+        check_param("influence_params", "as_frame", as_frame, [BOOLEAN])
+        positions = self._selected_positions(train_indices)
         data = self._train_subset(train_indices)
-        return -compute.solved_test_gradients(self._adapter, self._solver, data)
+        out = -compute.solved_test_gradients(self._adapter, self._solver, data)
+        if not as_frame:
+            return out
+        n_features = getattr(self._adapter, "n_features", 0)
+        labels = self._adapter.parameter_labels(self._model_feature_names(n_features))
+        return frames.matrix_frame(
+            out,
+            frames.labels_for(self._train_index, positions, "influence_params"),
+            frames.column_labels(labels, "influence_params"),
+            "influence_params",
+        )
 
-    def perturbation_influence(self, X, y, *, train_indices=None):
+    def perturbation_influence(self, X, y, *, train_indices=None, as_frame=False):
         """Influence of perturbing training inputs on the loss at each test sample.
 
         Parameters
@@ -707,20 +737,48 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         train_indices : array-like of int or bool, default=None
             Training points to return; the output has ``n_test * n_selected *
             n_features`` floats, so select a few.
+        as_frame : bool, default=False
+            Return a DataFrame with one row per (test row, training row) pair
+            (a MultiIndex of their own labels, positions for inputs without an
+            index) and one column per input column of the training data where
+            the chain rule through the Pipeline's leading steps is known
+            (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler,
+            SimpleImputer, passthrough, inside Pipelines and ColumnTransformers):
+            the derivative with respect to the caller's own column. Features
+            made by any other step (e.g. one-hot categories) keep their model
+            feature names. An imputed entry does not move with its input: the
+            derivative there is undefined and given as NaN.
 
         Returns
         -------
-        pert : ndarray of shape (n_test, n_selected, n_model_features)
+        pert : ndarray of shape (n_test, n_selected, n_model_features) or DataFrame
             ``I_pert,loss(z, z_test) = -grad L(z_test)^T H^-1 d/dx grad L(z)``:
             moving training input ``x`` by a small ``delta`` changes the test loss
             by about ``removal_weights_[i] * pert[t, i] @ delta``. For a Pipeline
-            the features are those entering the last step.
+            the features are those entering the last step (``as_frame=True``
+            gives the input columns, see above).
         """
+        check_param("perturbation_influence", "as_frame", as_frame, [BOOLEAN])
         test = self._prepare(X, y)
+        positions = self._selected_positions(train_indices)
         train = self._train_subset(train_indices)
-        return compute.perturbation_influence(
+        out = compute.perturbation_influence(
             self._adapter, self._solver, test, train, **self._budget()
         )
+        if not as_frame:
+            return out
+        X_fit = self._fit_inputs[0]
+        values, names = feature_map.to_input_columns(
+            self._adapter.transform,
+            take_rows(X_fit, positions),
+            out,
+            self._model_feature_names(out.shape[2]),
+            feature_map.input_names(X_fit, _n_input_columns(X_fit)),
+        )
+        caller = "perturbation_influence"
+        test_rows = frames.labels_for(frames.row_index(X), np.arange(out.shape[0]), caller)
+        train_rows = frames.labels_for(self._train_index, positions, caller)
+        return frames.pair_frame(values, test_rows, train_rows, names, caller)
 
     def loss(self, X=None, y=None):
         """Per-sample loss ``L(z, theta_hat)`` that influence is measured in.
@@ -1218,6 +1276,13 @@ def _indexable(a, copy):
         return a.copy() if copy else a
     arr = np.asarray(a)  # lists and other array-likes become arrays (a copy already)
     return arr.copy() if copy and arr is a else arr
+
+
+def _n_input_columns(X):
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return shape[1]
+    return len(X[0])
 
 
 def _num_samples(X, name="X"):

@@ -70,6 +70,25 @@ def matrix_frame(values, index, columns, caller):
     return pd.DataFrame(values, index=index, columns=columns)
 
 
+def column_labels(labels, caller):
+    """Column labels: a MultiIndex when every label is a pair, else a flat Index."""
+    pd = _pandas(caller)
+    if labels and all(isinstance(lab, tuple) for lab in labels):
+        return pd.MultiIndex.from_tuples(labels)
+    return pd.Index(labels)
+
+
+def pair_frame(values, test_rows, train_rows, columns, caller):
+    """``(n_test, n_train, n_columns)`` values, one row per (test, training) pair."""
+    pd = _pandas(caller)
+    n_test, n_train, n_columns = values.shape
+    index = pd.MultiIndex.from_arrays(
+        [np.asarray(test_rows).repeat(n_train), np.tile(np.asarray(train_rows), n_test)],
+        names=["test", "train"],
+    )
+    return pd.DataFrame(values.reshape(n_test * n_train, n_columns), index=index, columns=columns)
+
+
 def top_k_frame(result, test_rows, train_index, train_labels, caller):
     """``most_influential``'s arrays as one long DataFrame keyed by training rows.
 

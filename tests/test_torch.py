@@ -552,3 +552,17 @@ def test_influence_display_from_the_net_explainer_alone(mlp_direct, iris):
     assert f"#{i} (y={y[i]})" in [t.get_text() for t in disp.ax_.get_yticklabels()]
     assert f"predicted {mlp_direct.predict(X[5:6])[0]}" in disp.ax_.get_title()
     plt.close("all")
+
+
+def test_influence_params_frame_names_each_weight(mlp_direct):
+    pd = pytest.importorskip("pandas")
+    frame = mlp_direct.influence_params([2, 0], as_frame=True)
+    assert isinstance(frame, pd.DataFrame)
+    assert frame.shape == (2, mlp_direct.n_params_)
+    # MLP(4 -> 8 -> 3): fc1.weight (8, 4), fc1.bias (8,), fc2.weight (3, 8), fc2.bias (3,)
+    assert list(frame.columns[:2]) == ["fc1.weight[0, 0]", "fc1.weight[0, 1]"]
+    assert frame.columns[32] == "fc1.bias[0]"
+    assert frame.columns[-1] == "fc2.bias[2]"
+    assert frame.columns.is_unique
+    np.testing.assert_array_equal(frame.to_numpy(), mlp_direct.influence_params([2, 0]))
+    assert list(frame.index) == [2, 0]

@@ -129,6 +129,14 @@ class ModelAdapter(ABC):
     def per_sample_gradients(self, data):
         """Gradients of the per-sample loss, ``(n, n_params)``; may be sparse."""
 
+    def parameter_labels(self, feature_names):
+        """One label per parameter, in the flat layout (``theta[j]`` by default).
+
+        ``feature_names`` are the names of the features the model sees; adapters
+        that know their layout use them.
+        """
+        return [f"theta[{j}]" for j in range(self.n_params)]
+
     @abstractmethod
     def per_sample_losses(self, data):
         """Per-sample loss values, ``(n,)``."""

@@ -216,6 +216,18 @@ class LinearAdapter(ModelAdapter):
 
     family_name = "linear"
 
+    def parameter_labels(self, feature_names):
+        """Labels of the flat parameters: feature names then ``"intercept"``.
+
+        With several outputs (multinomial classes, Ridge targets) each label is a
+        pair ``(output, feature)``: the class label, or the target's position.
+        """
+        names = [*feature_names, *(["intercept"] if self.c != 0 else [])]
+        if self.n_outputs == 1:
+            return names
+        outputs = self.classes_ if self.classes_ is not None else range(self.n_outputs)
+        return [(out, name) for out in outputs for name in names]
+
     # -- data ------------------------------------------------------------------
     def prepare(self, X, y):
         if self.transform is not None:

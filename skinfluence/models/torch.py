@@ -223,6 +223,14 @@ class TorchAdapter(ModelAdapter):
         self.n_params = int(sum(self._numels))
         self.theta = self._flat(self._params).double().cpu().numpy()
 
+    def parameter_labels(self, feature_names):
+        """Labels of the flat parameters: ``"fc1.weight[2, 0]"`` (name, element)."""
+        labels = []
+        for name, shape in zip(self.param_names, self._shapes, strict=True):
+            for element in np.ndindex(*shape):
+                labels.append(f"{name}[{', '.join(map(str, element))}]" if shape else name)
+        return labels
+
     def _classes(self):
         if self._binary:
             return np.array([0, 1])
