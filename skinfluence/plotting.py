@@ -38,7 +38,8 @@ def _new_axes(ax, caller, figsize=None):
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=figsize)
+        # constrained layout: titles, labels and annotations never collide
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
 
 
@@ -85,6 +86,13 @@ class InfluenceDisplay:
         Shape each sample is reshaped to for ``imshow``; None draws bars.
     test_prediction : object, default=None
         The model's prediction for the test point, shown next to its label.
+    helpful_effects, harmful_effects : ndarray of shape (k,), default=None
+        The predicted change of the test loss if each point is removed from
+        training (``-removal_weights_[i] * I_up,loss``); when given, these are
+        the numbers written on the plot.
+    helpful_flagged, harmful_flagged : ndarray of bool, shape (k,), default=None
+        Points to mark (e.g. mislabel suspects): a red frame around the image, a
+        hatched bar, "flagged" in their label.
 
     Attributes
     ----------
@@ -97,7 +105,8 @@ class InfluenceDisplay:
     bars_ : matplotlib BarContainer or None
         Bar mode: the ``2 k`` bars, helpful first.
     texts_ : list of matplotlib Text
-        The ``2 k`` influence values written on the plot.
+        The ``2 k`` numbers written on the plot: the change of the test loss if
+        the point is removed when known (``from_explainer``), else ``I_up,loss``.
     figure_ : matplotlib Figure
         The figure.
 
@@ -129,6 +138,10 @@ class InfluenceDisplay:
         test_label=None,
         image_shape=None,
         test_prediction=None,
+        helpful_effects=None,
+        harmful_effects=None,
+        helpful_flagged=None,
+        harmful_flagged=None,
     ):
         self.helpful_indices = helpful_indices
         self.helpful_values = helpful_values
@@ -142,6 +155,10 @@ class InfluenceDisplay:
         self.test_label = test_label
         self.image_shape = image_shape
         self.test_prediction = test_prediction
+        self.helpful_effects = helpful_effects
+        self.harmful_effects = harmful_effects
+        self.helpful_flagged = helpful_flagged
+        self.harmful_flagged = harmful_flagged
 
     @classmethod
     def from_explainer(
@@ -154,6 +171,7 @@ class InfluenceDisplay:
         y_train=None,
         k=5,
         image_shape=None,
+        flagged=None,
         ax=None,
         **kwargs,
     ):
@@ -178,6 +196,8 @@ class InfluenceDisplay:
             How many helpful and how many harmful points.
         image_shape : tuple of int, default=None
             Draw samples as images of this shape (e.g. ``(8, 8)`` for digits).
+        flagged : array-like of int or of bool, default=None
+            Training points to mark, e.g. ``explainer.find_mislabeled(k=20)``.
         ax : matplotlib Axes, default=None
             Axes to draw in (in image mode, its area is divided into the grid).
         **kwargs : dict
@@ -187,6 +207,8 @@ class InfluenceDisplay:
         -------
         display : InfluenceDisplay
             The display, drawn; its artists are in the attributes ending in ``_``.
+            The numbers written on it are the predicted changes of the test loss
+            if each training point is removed (``-removal_weights_[i] * I_up,loss``).
         """
         check_matplotlib_support(f"{cls.__name__}.from_explainer")
         X, y = _one_test_point(X, y)
@@ -210,6 +232,8 @@ class InfluenceDisplay:
             test_label=np.asarray(y)[0],
             image_shape=image_shape,
             test_prediction=predicted,
+            removal_weights=explainer.removal_weights_,
+            flagged=flagged,
         ).plot(ax=ax, **kwargs)
 
     @classmethod
@@ -223,6 +247,7 @@ class InfluenceDisplay:
         test_sample=None,
         test_label=None,
         image_shape=None,
+        flagged=None,
         ax=None,
         **kwargs,
     ):
@@ -245,6 +270,8 @@ class InfluenceDisplay:
             Its label.
         image_shape : tuple of int, default=None
             Draw samples as images of this shape.
+        flagged : array-like of int or of bool, default=None
+            Training points to mark (indices or a mask over the training set).
         ax : matplotlib Axes, default=None
             Axes to draw in.
         **kwargs : dict
@@ -271,6 +298,7 @@ class InfluenceDisplay:
             test_sample=None if test_sample is None else np.ravel(test_sample),
             test_label=test_label,
             image_shape=image_shape,
+            flagged=flagged,
         ).plot(ax=ax, **kwargs)
 
     @classmethod
@@ -288,6 +316,8 @@ class InfluenceDisplay:
         test_label,
         image_shape,
         test_prediction=None,
+        removal_weights=None,
+        flagged=None,
     ):
         if image_shape is not None and X_train is None:
             raise ValueError("image_shape needs X_train, the training samples to draw.")
@@ -315,6 +345,14 @@ class InfluenceDisplay:
                     f"image_shape {image_shape} holds {int(np.prod(image_shape))} values, "
                     f"but the samples have {n_features} features."
                 )
+        effects = (None, None)
+        if removal_weights is not None:
+            w = np.asarray(removal_weights)
+            effects = (-w[h_idx] * h_val, -w[b_idx] * b_val)
+        marks = (None, None)
+        if flagged is not None:
+            mask = _as_mask(flagged, n_train)
+            marks = (mask[h_idx], mask[b_idx])
         return cls(
             np.asarray(h_idx),
             np.asarray(h_val),
@@ -328,6 +366,10 @@ class InfluenceDisplay:
             test_label=test_label,
             image_shape=image_shape,
             test_prediction=test_prediction,
+            helpful_effects=effects[0],
+            harmful_effects=effects[1],
+            helpful_flagged=marks[0],
+            harmful_flagged=marks[1],
         )
 
     def plot(self, ax=None, *, cmap="gray_r", value_format="{:+.4g}", **kwargs):
@@ -341,11 +383,13 @@ class InfluenceDisplay:
         cmap : str or Colormap, default="gray_r"
             Colormap of the images.
         value_format : str, default="{:+.4g}"
-            Format of the influence values written on the plot.
+            Format of the numbers written on the plot.
         **kwargs : dict
             Passed to the artists: :meth:`~matplotlib.axes.Axes.barh` in bar mode
             (e.g. ``color=``), :meth:`~matplotlib.axes.Axes.imshow` of the training
-            images in image mode.
+            images in image mode. Images fill their grid cells (``aspect="auto"``),
+            so that the constrained layout can place every label without
+            collisions at any figure size; ``aspect="equal"`` keeps square pixels.
 
         Returns
         -------
@@ -358,14 +402,15 @@ class InfluenceDisplay:
             self._plot_bars(ax, value_format, kwargs)
         else:
             ncols = k + (self.test_sample is not None)
-            ax = _new_axes(ax, f"{type(self).__name__}.plot", figsize=(1.5 * ncols, 3.8))
+            ax = _new_axes(ax, f"{type(self).__name__}.plot", figsize=(1.4 * ncols, 4.4))
             self._plot_images(ax, cmap, value_format, kwargs)
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
 
-    def _point_label(self, idx, label):
-        return f"#{idx}" if label is None else f"#{idx} (y={label})"
+    def _point_label(self, idx, label, flagged=False):
+        text = f"#{idx}" if label is None else f"#{idx} (y={label})"
+        return text + (" flagged" if flagged else "")
 
     def _test_description(self):
         parts = []
@@ -375,31 +420,55 @@ class InfluenceDisplay:
             parts.append(f"predicted {self.test_prediction}")
         return ", ".join(parts)
 
-    def _plot_bars(self, ax, value_format, kwargs):
+    def _has_effects(self):
+        return self.helpful_effects is not None
+
+    def _shown(self):
+        """Per point, helpful first: index, I_up,loss, number written, label, flagged."""
         idx = np.concatenate([self.helpful_indices, self.harmful_indices])
         val = np.concatenate([self.helpful_values, self.harmful_values]).astype(float)
+        shown = val
+        if self._has_effects():
+            shown = np.concatenate([self.helpful_effects, self.harmful_effects]).astype(float)
         labels = [None] * len(idx)
         if self.helpful_labels is not None:
             labels = list(self.helpful_labels) + list(self.harmful_labels)
+        flagged = np.zeros(len(idx), dtype=bool)
+        if self.helpful_flagged is not None:
+            flagged = np.concatenate([self.helpful_flagged, self.harmful_flagged])
+        return idx, val, shown, labels, flagged
+
+    def _plot_bars(self, ax, value_format, kwargs):
+        idx, val, shown, labels, flagged = self._shown()
         pos = np.arange(len(idx))[::-1]  # most helpful on top
         colors = [HARMFUL_COLOR if v > 0 else HELPFUL_COLOR for v in val]
         self.bars_ = ax.barh(pos, val, **{"color": colors, **kwargs})
-        ax.set_yticks(pos, [self._point_label(i, lab) for i, lab in zip(idx, labels, strict=True)])
+        for bar, is_flagged in zip(self.bars_, flagged, strict=True):
+            if is_flagged:
+                bar.set_hatch("//")
+                bar.set_edgecolor("black")
+        ax.set_yticks(
+            pos,
+            [self._point_label(i, lab, f) for i, lab, f in zip(idx, labels, flagged, strict=True)],
+        )
         ax.axvline(0, color="black", linewidth=0.8)
         self.texts_ = [
             ax.text(
                 v,
                 p,
-                " " + value_format.format(v) + " ",
+                " " + value_format.format(number) + " ",
                 va="center",
                 ha="left" if v > 0 else "right",
                 fontsize="small",
             )
-            for v, p in zip(val, pos, strict=True)
+            for v, number, p in zip(val, shown, pos, strict=True)
         ]
         span = np.abs(val).max() if len(val) else 1.0
         ax.set_xlim(min(val.min(), 0) - 0.35 * span, max(val.max(), 0) + 0.35 * span)
-        ax.set_xlabel("influence $I_{up,loss}$ (negative = helpful, positive = harmful)")
+        xlabel = "influence $I_{up,loss}$ (negative = helpful, positive = harmful)"
+        if self._has_effects():
+            xlabel += "\nnumbers: change of the test loss if the point is removed"
+        ax.set_xlabel(xlabel)
         title = "Most helpful and most harmful training points"
         if self._test_description():
             title += f"\nfor the test point ({self._test_description()})"
@@ -411,49 +480,70 @@ class InfluenceDisplay:
         k = len(self.helpful_indices)
         has_test = self.test_sample is not None
         ax.set_axis_off()
-        grid = ax.get_subplotspec().subgridspec(2, k + has_test, hspace=0.55, wspace=0.15)
+        grid = ax.get_subplotspec().subgridspec(2, k + has_test)
         fig = ax.figure
+        # images fill their cells (aspect "auto"): the layout engine then places
+        # every title and label exactly; fixed-aspect boxes shrink after layout
+        # and let text spill at some figure sizes. aspect="equal" is a keyword away.
+        image_kw = {"cmap": cmap, "aspect": "auto", **kwargs}
         self.test_ax_ = None
         if has_test:
-            self.test_ax_ = fig.add_subplot(grid[:, 0])
-            self.test_ax_.imshow(np.reshape(self.test_sample, self.image_shape), cmap=cmap)
+            self.test_ax_ = fig.add_subplot(grid[0, 0])
+            self.test_ax_.imshow(
+                np.reshape(self.test_sample, self.image_shape),
+                cmap=cmap,
+                aspect=image_kw["aspect"],
+            )
             desc = self._test_description().replace(", ", "\n")
             self.test_ax_.set_title("test point" + (f"\n{desc}" if desc else ""))
             self.test_ax_.set_xticks([])
             self.test_ax_.set_yticks([])
+        self.caption_ = None
+        if has_test and self._has_effects():
+            # what the numbers are, in the cell under the test image
+            cap_ax = fig.add_subplot(grid[1, 0])
+            cap_ax.set_axis_off()
+            self.caption_ = cap_ax.text(
+                0.5,
+                0.5,
+                "numbers:\nchange of\nthe test\npoint's loss\nif that\ntraining\npoint is\nremoved",
+                ha="center",
+                va="center",
+                fontsize="small",
+                transform=cap_ax.transAxes,
+            )
         self.axes_ = np.empty((2, k), dtype=object)
         self.texts_ = []
-        rows = [
-            (
-                "most helpful",
-                self.helpful_indices,
-                self.helpful_values,
-                self.helpful_samples,
-                self.helpful_labels,
-            ),
-            (
-                "most harmful",
-                self.harmful_indices,
-                self.harmful_values,
-                self.harmful_samples,
-                self.harmful_labels,
-            ),
-        ]
-        for r, (row_name, idx, val, samples, labels) in enumerate(rows):
+        idx, val, shown, labels, flagged = self._shown()
+        samples = [self.helpful_samples, self.harmful_samples]
+        for r in range(2):
             for c in range(k):
+                j = r * k + c
                 a = fig.add_subplot(grid[r, c + has_test])
-                a.imshow(np.reshape(samples[c], self.image_shape), **{"cmap": cmap, **kwargs})
+                a.imshow(np.reshape(samples[r][c], self.image_shape), **image_kw)
                 a.set_xticks([])
                 a.set_yticks([])
-                color = HARMFUL_COLOR if val[c] > 0 else HELPFUL_COLOR
-                self.texts_.append(a.set_title(value_format.format(val[c]), color=color))
+                color = HARMFUL_COLOR if val[j] > 0 else HELPFUL_COLOR
+                self.texts_.append(a.set_title(value_format.format(shown[j]), color=color))
                 a.set_xlabel(
-                    self._point_label(idx[c], None if labels is None else labels[c]),
+                    self._point_label(idx[j], labels[j]).replace(" (", "\n(")
+                    + ("\nflagged" if flagged[j] else ""),
                     fontsize="small",
+                    color=HARMFUL_COLOR if flagged[j] else "black",
                 )
+                if flagged[j]:
+                    for spine in a.spines.values():
+                        spine.set_edgecolor(HARMFUL_COLOR)
+                        spine.set_linewidth(3)
                 self.axes_[r, c] = a
-            sign = "< 0" if r == 0 else "> 0"
-            self.axes_[r, 0].set_ylabel(f"{row_name}\n($I_{{up,loss}}$ {sign})")
+            name = "most helpful" if r == 0 else "most harmful"
+            if self._has_effects() and has_test:
+                label = name
+            elif self._has_effects():
+                label = f"{name}\n(loss change\nif removed)"
+            else:
+                label = f"{name}\n($I_{{up,loss}}$ {'< 0' if r == 0 else '> 0'})"
+            self.axes_[r, 0].set_ylabel(label)
         self.bars_ = None
 
 

@@ -54,19 +54,24 @@ def test_influence_images_show_k_helpful_and_k_harmful_with_values(digits):
     np.testing.assert_array_equal(disp.test_ax_.images[0].get_array(), x.reshape(8, 8))
     pred = ex.predict(x)[0]
     assert disp.test_ax_.get_title() == f"test point\ny={y[0]}\npredicted {pred}"
-    # the influence value is written above each image, helpful row first
+    # above each image: the change of the test loss if that point is removed,
+    # -removal_weights_[i] * I_up,loss, helpful row first
     values = np.concatenate([res.helpful_values[0], res.harmful_values[0]])
-    assert [t.get_text() for t in disp.texts_] == [f"{v:+.4g}" for v in values]
-    assert [a.get_title() for a in disp.axes_.flat] == [f"{v:+.4g}" for v in values]
+    idx = np.concatenate([res.helpful_indices[0], res.harmful_indices[0]])
+    effects = -ex.removal_weights_[idx] * values
+    assert [t.get_text() for t in disp.texts_] == [f"{v:+.4g}" for v in effects]
+    assert [a.get_title() for a in disp.axes_.flat] == [f"{v:+.4g}" for v in effects]
+    assert (effects[:4] > 0).all() and (effects[4:] < 0).all()
     # each image is that training point, labelled with its index and training label
     i = res.harmful_indices[0, 2]
     np.testing.assert_array_equal(disp.axes_[1, 2].images[0].get_array(), X_train[i].reshape(8, 8))
-    assert disp.axes_[1, 2].get_xlabel() == f"#{i} (y={y_noisy[i]})"
-    assert disp.axes_[0, 0].get_ylabel() == "most helpful\n($I_{up,loss}$ < 0)"
-    assert disp.axes_[1, 0].get_ylabel() == "most harmful\n($I_{up,loss}$ > 0)"
+    assert disp.axes_[1, 2].get_xlabel() == f"#{i}\n(y={y_noisy[i]})"
+    assert disp.axes_[0, 0].get_ylabel() == "most helpful"
+    assert disp.axes_[1, 0].get_ylabel() == "most harmful"
+    assert disp.caption_.get_text().startswith("numbers:\nchange of")
     assert not disp.ax_.axison  # the bounding axes only holds the grid
     assert disp.figure_ is disp.ax_.figure
-    assert len(disp.figure_.axes) == 1 + 8 + 1
+    assert len(disp.figure_.axes) == 1 + 8 + 1 + 1  # hidden parent, images, test, caption
 
 
 def test_influence_images_in_a_given_axes(digits):
@@ -77,7 +82,7 @@ def test_influence_images_in_a_given_axes(digits):
     )
     assert disp.ax_ is right and disp.figure_ is fig
     # the two original axes + the test image + 2 x 2 training images
-    assert len(fig.axes) == 2 + 1 + 4
+    assert len(fig.axes) == 2 + 1 + 1 + 4  # two given axes, test, caption, images
     assert left.axison and not right.axison
 
 
@@ -89,7 +94,9 @@ def test_influence_bars_without_image_shape(digits):
     assert len(disp.bars_) == 6
     values = np.concatenate([res.helpful_values[0], res.harmful_values[0]])
     np.testing.assert_allclose([b.get_width() for b in disp.bars_], values)
-    assert [t.get_text().strip() for t in disp.texts_] == [f"{v:+.4g}" for v in values]
+    idx = np.concatenate([res.helpful_indices[0], res.harmful_indices[0]])
+    effects = -ex.removal_weights_[idx] * values
+    assert [t.get_text().strip() for t in disp.texts_] == [f"{v:+.4g}" for v in effects]
     # most helpful at the top of the chart
     idx = np.concatenate([res.helpful_indices[0], res.harmful_indices[0]])
     assert _labels_top_down(disp.ax_) == [f"#{i} (y={y_noisy[i]})" for i in idx]
@@ -309,3 +316,56 @@ def test_matplotlib_keywords_reach_the_artists(digits):
     assert curves.lines_["loss"].get_linewidth() == 3.5
     images = InfluenceDisplay.from_explainer(ex, x, y, k=2, image_shape=(8, 8), alpha=0.3)
     assert images.axes_[0, 0].images[0].get_alpha() == 0.3
+
+
+def _text_boxes(fig, hidden_ax):
+    """Window extents of every visible, non-empty text, but the hidden parent axes'."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # runs the constrained layout
+    renderer = fig.canvas.get_renderer()
+    hidden = set(hidden_ax.findobj(Text)) - {
+        t for a in fig.axes if a is not hidden_ax for t in a.findobj(Text)
+    }
+    return [
+        (t.get_text(), t.get_window_extent(renderer))
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t not in hidden
+    ]
+
+
+@pytest.mark.parametrize("figsize", [(6, 3.5), (9, 4), (14, 5.5)])
+def test_image_grid_text_never_overlaps(digits, figsize):
+    ex, _, _, _, x, y = digits
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    flagged = ex.find_mislabeled(k=30, method="loss")
+    disp = InfluenceDisplay.from_explainer(
+        ex, x, y, k=5, image_shape=(8, 8), flagged=flagged, ax=fig.add_subplot()
+    )
+    boxes = _text_boxes(fig, disp.ax_)
+    # value titles and point labels, two row labels, the test title and the caption
+    assert len(boxes) == 2 * 5 * 2 + 2 + 2
+    for i, (text_a, a) in enumerate(boxes):
+        for text_b, b in boxes[i + 1 :]:
+            assert not a.overlaps(b), f"{text_a!r} overlaps {text_b!r} at figsize {figsize}"
+    # and every text is inside the figure
+    width, height = fig.canvas.get_width_height()
+    for text, box in boxes:
+        assert box.x0 >= -1 and box.y0 >= -1, text
+        assert box.x1 <= width + 1 and box.y1 <= height + 1, text
+
+
+def test_flagged_points_are_marked(digits):
+    ex, X_train, y_noisy, _, x, y = digits
+    res = ex.most_influential(x, y, k=3)
+    flagged = [res.helpful_indices[0, 1], res.harmful_indices[0, 0]]
+    disp = InfluenceDisplay.from_explainer(ex, x, y, k=3, image_shape=(8, 8), flagged=flagged)
+    marked = np.array([[a.get_xlabel().endswith("flagged") for a in row] for row in disp.axes_])
+    np.testing.assert_array_equal(marked, [[False, True, False], [True, False, False]])
+    assert disp.axes_[0, 1].spines["left"].get_linewidth() == 3
+    bars = InfluenceDisplay.from_explainer(ex, x, y, k=3, flagged=flagged)
+    assert [b.get_hatch() for b in bars.bars_] == [None, "//", None, "//", None, None]
+    mask = np.zeros(ex.n_train_, dtype=bool)
+    mask[flagged] = True
+    from_mask = InfluenceDisplay.from_scores(ex.influence(x, y)[0], k=3, flagged=mask)
+    assert from_mask.harmful_flagged.tolist() == [True, False, False]
