@@ -12,10 +12,11 @@ import numbers
 
 import numpy as np
 from sklearn.base import is_classifier
+from sklearn.utils import Bunch
 
 from skinfluence.indexing import as_mask, take_rows
 from skinfluence.metrics import detection_curve, roc_auc
-from skinfluence.mislabel import METHODS, auto_method, rank_suspects
+from skinfluence.mislabel import METHODS, auto_method, check_cut, rank_suspects
 
 
 def check_matplotlib_support(caller_name):
@@ -547,9 +548,11 @@ class InfluenceDisplay:
         self.bars_ = None
 
 
-def _check_k(k, n):
-    if not (isinstance(k, numbers.Integral) and 1 <= k <= n):
-        raise ValueError(f"k must be an int between 1 and the number of training points ({n}).")
+def _check_k(k, n, name="k"):
+    if not (isinstance(k, numbers.Integral) and not isinstance(k, bool) and 1 <= k <= n):
+        raise ValueError(
+            f"{name} must be an int between 1 and the number of training points ({n}), got {k!r}."
+        )
     return int(k)
 
 
@@ -573,38 +576,78 @@ def _one_test_point(X, y):
 
 
 class MislabelDisplay:
-    """Detection curves: fraction of flipped labels found vs fraction of data checked.
+    """What a mislabel score finds: detection curves, or the suspects themselves.
 
-    Koh & Liang's Figure 6: training points are checked in order of decreasing
-    suspicion score; a good score finds most flipped labels after checking a
-    small fraction. The diagonal is what checking in random order finds on
-    average. Build it with :meth:`from_explainer` or :meth:`from_scores`.
+    With known flips (a benchmark, or labels you flipped yourself): Koh & Liang's
+    Figure 6, the fraction of flipped labels found vs the fraction of data
+    checked in order of decreasing score; the diagonal is what checking in
+    random order finds on average. Without them (real data): the distribution
+    of the score with the flagged set and its cut-off, next to the top suspects
+    with their row, label and the model's prediction. Build it with
+    :meth:`from_explainer` or :meth:`from_scores`.
 
     Parameters
     ----------
-    fraction_checked : ndarray of shape (n_samples + 1,)
-        ``k / n`` for ``k = 0 .. n``.
-    fraction_found : dict of str to ndarray of shape (n_samples + 1,)
+    fraction_checked : ndarray of shape (n_samples + 1,), default=None
+        ``k / n`` for ``k = 0 .. n`` (detection curves).
+    fraction_found : dict of str to ndarray of shape (n_samples + 1,), default=None
         For each score name, the fraction of flipped points among the first ``k``.
+        None draws the suspects view instead.
     roc_auc : dict of str to float, default=None
         ROC AUC of each score, shown in the legend.
+    scores : ndarray of shape (n_samples,), default=None
+        Suspects view: the score of every training point.
+    flagged : ndarray of bool, shape (n_samples,), default=None
+        Suspects view: the flagged set.
+    threshold : float, default=None
+        Suspects view: the cut-off (lowest flagged score).
+    suspects : Bunch, default=None
+        Suspects view: ``rows`` (the rows' labels), ``positions``, ``labels``,
+        ``predictions`` (or None) and ``scores`` of the top suspects, most
+        suspicious first.
+    name : str, default=None
+        Suspects view: what the score is.
 
     Attributes
     ----------
     lines_ : dict of str to matplotlib Line2D
-        One curve per score.
+        Detection curves: one per score (empty in the suspects view).
     chance_level_ : matplotlib Line2D or None
         The diagonal of random checking.
+    axes_ : ndarray of matplotlib Axes of shape (2,) or None
+        Suspects view: the distribution and the suspects' bar chart.
+    patches_ : list of matplotlib Patch or None
+        Suspects view: the histogram bars.
+    flagged_marks_, threshold_line_ : matplotlib Line2D or None
+        Suspects view: the rug of flagged points and the cut-off.
+    bars_ : matplotlib BarContainer or None
+        Suspects view: one bar per suspect, most suspicious on top.
     ax_ : matplotlib Axes
-        The axes.
+        The axes drawn in (in the suspects view, hidden, its area divided in two).
     figure_ : matplotlib Figure
         The figure.
     """
 
-    def __init__(self, fraction_checked, fraction_found, *, roc_auc=None):
+    def __init__(
+        self,
+        fraction_checked=None,
+        fraction_found=None,
+        *,
+        roc_auc=None,
+        scores=None,
+        flagged=None,
+        threshold=None,
+        suspects=None,
+        name=None,
+    ):
         self.fraction_checked = fraction_checked
         self.fraction_found = fraction_found
         self.roc_auc = roc_auc
+        self.scores = scores
+        self.flagged = flagged
+        self.threshold = threshold
+        self.suspects = suspects
+        self.name = name
 
     @classmethod
     def from_scores(cls, flipped, scores, *, name=None, ax=None, **kwargs):
@@ -641,19 +684,38 @@ class MislabelDisplay:
 
     @classmethod
     def from_explainer(
-        cls, explainer, flipped, *, methods=("auto", "self_influence", "loss"), ax=None, **kwargs
+        cls,
+        explainer,
+        flipped=None,
+        *,
+        methods=("auto", "self_influence", "loss"),
+        k=None,
+        fraction=None,
+        n_suspects=10,
+        ax=None,
+        **kwargs,
     ):
-        """Plot the detection curves of an explainer's mislabel scores.
+        """Plot what an explainer's mislabel scores find.
 
         Parameters
         ----------
         explainer : InfluenceExplainer
-            An explainer fitted on the (noisy) training labels.
-        flipped : array-like of bool, shape (n_train,)
-            True for the training points known to be mislabeled.
+            An explainer fitted on the (possibly noisy) training labels.
+        flipped : array-like of bool, shape (n_train,), default=None
+            True for the training points known to be mislabeled: draws the
+            detection curves of ``methods``. None (real data, no known flips):
+            draws the distribution of the first of ``methods`` with the flagged
+            set and its cut-off, and the ``n_suspects`` top suspects.
         methods : sequence of str, default=("auto", "self_influence", "loss")
             Methods of :meth:`InfluenceExplainer.mislabel_scores`; "auto" is
             labelled with the score it stands for.
+        k : int, default=None
+            Without ``flipped``: flag the ``k`` most suspicious points.
+        fraction : float in (0, 1], default=None
+            Without ``flipped``: flag this fraction of the training set. With
+            neither ``k`` nor ``fraction`` the ``n_suspects`` shown are flagged.
+        n_suspects : int, default=10
+            Without ``flipped``: how many top suspects to list.
         ax : matplotlib Axes, default=None
             Axes to draw in.
         **kwargs : dict
@@ -665,12 +727,26 @@ class MislabelDisplay:
             The display, drawn; its artists are in the attributes ending in ``_``.
         """
         check_matplotlib_support(f"{cls.__name__}.from_explainer")
+        methods = list(methods)
         unknown = [m for m in methods if m != "auto" and m not in METHODS]
-        if unknown:
+        if unknown or not methods:
             raise ValueError(
-                f"Unknown mislabel method(s) {unknown}; choose from {sorted(METHODS)}."
+                f"Unknown mislabel method(s) {unknown or methods}; choose from "
+                f"{sorted(METHODS)} or 'auto'."
             )
         auto = auto_method(explainer)
+        owner = f"{cls.__name__}.from_explainer"
+        check_cut(k, fraction, owner=owner)
+        if flipped is not None and (k is not None or fraction is not None):
+            raise ValueError(
+                f"k and fraction size the flagged set of the suspects view (flipped=None); "
+                f"with known flips the detection curves need neither (got k={k!r}, "
+                f"fraction={fraction!r})."
+            )
+        if flipped is None:
+            return cls._suspects(explainer, methods[0], auto, k, fraction, n_suspects).plot(
+                ax=ax, **kwargs
+            )
         wanted = [auto if m == "auto" else m for m in methods]
         # the explainer keeps its training-set quantities: the scores share them
         every = {m: explainer.mislabel_scores(m) for m in dict.fromkeys(wanted)}
@@ -682,35 +758,93 @@ class MislabelDisplay:
                 scores[m] = every[m]
         return cls.from_scores(flipped, scores, ax=ax, **kwargs)
 
-    def plot(self, ax=None, *, max_fraction=None, plot_chance_level=True, **kwargs):
-        """Draw the curves.
+    @classmethod
+    def _suspects(cls, explainer, method, auto, k, fraction, n_suspects):
+        n = explainer.n_train_
+        n_suspects = _check_k(n_suspects, n, name="n_suspects")
+        scores = _check_1d_scores(explainer.mislabel_scores(method))
+        if k is None and fraction is None:
+            k = n_suspects
+        flagged = np.zeros(n, dtype=bool)
+        flagged[rank_suspects(scores, k=k, fraction=fraction)] = True
+        top = rank_suspects(scores, k=n_suspects)
+        X, y = explainer._fit_inputs[:2]
+        index = getattr(explainer, "_train_index", None)
+        predictions = None
+        if hasattr(explainer, "predict"):
+            predictions = np.asarray(explainer.predict(take_rows(X, top)))
+        suspects = Bunch(
+            rows=np.asarray(top if index is None else index[top]),
+            positions=top,
+            labels=np.asarray(y)[top],
+            predictions=predictions,
+            scores=scores[top],
+        )
+        name = f"{auto} (auto)" if method == "auto" else method
+        return cls(
+            scores=scores,
+            flagged=flagged,
+            threshold=float(scores[flagged].min()),
+            suspects=suspects,
+            name=name,
+        )
+
+    def plot(
+        self,
+        ax=None,
+        *,
+        max_fraction=None,
+        plot_chance_level=True,
+        bins=50,
+        log=False,
+        **kwargs,
+    ):
+        """Draw the curves, or the suspects view.
 
         Parameters
         ----------
         ax : matplotlib Axes, default=None
-            Axes to draw in; a new figure when None.
+            Axes to draw in; a new figure when None. The suspects view divides
+            its area into the distribution (left) and the suspects (right).
         max_fraction : float, default=None
-            Show the fraction checked up to this value only (e.g. 0.4).
+            Curves: show the fraction checked up to this value only (e.g. 0.4).
         plot_chance_level : bool, default=True
-            Draw the diagonal of random checking.
+            Curves: draw the diagonal of random checking.
+        bins : int or sequence, default=50
+            Suspects view: histogram bins.
+        log : bool, default=False
+            Suspects view: logarithmic counts, to see the tail.
         **kwargs : dict
             Passed to :meth:`~matplotlib.axes.Axes.plot` for each score's curve
-            (e.g. ``linewidth=``, ``color=``).
+            (e.g. ``linewidth=``, ``color=``), or in the suspects view to
+            :meth:`~matplotlib.axes.Axes.hist` (e.g. ``color=``).
 
         Returns
         -------
         display : MislabelDisplay
             The display, drawn; its artists are in the attributes ending in ``_``.
         """
-        ax = _new_axes(ax, f"{type(self).__name__}.plot")
         self.lines_ = {}
+        self.chance_level_ = None
+        self.axes_ = self.patches_ = self.flagged_marks_ = None
+        self.threshold_line_ = self.bars_ = None
+        if self.fraction_found is None:
+            ax = _new_axes(ax, f"{type(self).__name__}.plot", figsize=(12, 4.8))
+            self._plot_suspects(ax, bins, log, kwargs)
+        else:
+            ax = _new_axes(ax, f"{type(self).__name__}.plot")
+            self._plot_curves(ax, max_fraction, plot_chance_level, kwargs)
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+    def _plot_curves(self, ax, max_fraction, plot_chance_level, kwargs):
         for name, found in self.fraction_found.items():
             auc = (self.roc_auc or {}).get(name)
             label = name if auc is None else f"{name} (ROC AUC {auc:.3f})"
             (self.lines_[name],) = ax.plot(
                 self.fraction_checked, found, **{"label": label, **kwargs}
             )
-        self.chance_level_ = None
         if plot_chance_level:
             (self.chance_level_,) = ax.plot(
                 [0, 1], [0, 1], linestyle="--", color="gray", label="random (expected)"
@@ -721,9 +855,38 @@ class MislabelDisplay:
         ax.set_ylabel("fraction of flipped labels found")
         ax.set_title("Mislabel detection")
         ax.legend(loc="lower right")
-        self.ax_ = ax
-        self.figure_ = ax.figure
-        return self
+
+    def _plot_suspects(self, ax, bins, log, kwargs):
+        ax.set_axis_off()
+        grid = ax.get_subplotspec().subgridspec(1, 2)
+        dist, bars = ax.figure.add_subplot(grid[0]), ax.figure.add_subplot(grid[1])
+        self.axes_ = np.array([dist, bars], dtype=object)
+        self.patches_, self.flagged_marks_, self.threshold_line_ = _draw_distribution(
+            dist,
+            self.scores,
+            self.flagged,
+            self.threshold,
+            self.name,
+            bins,
+            log,
+            HARMFUL_COLOR,
+            kwargs,
+        )
+        sus = self.suspects
+        pos = np.arange(len(sus.positions))[::-1]  # most suspicious on top
+        is_flagged = self.flagged[sus.positions]
+        colors = [HARMFUL_COLOR if f else "tab:gray" for f in is_flagged]
+        self.bars_ = bars.barh(pos, sus.scores, color=colors)
+        labels = []
+        for j in range(len(pos)):
+            text = f"{sus.rows[j]}: y={sus.labels[j]}"
+            if sus.predictions is not None:
+                text += f", predicted {sus.predictions[j]}"
+            labels.append(text)
+        bars.set_yticks(pos, labels, fontsize="small")
+        bars.set_xlabel(self.name)
+        n_flagged = int(self.flagged.sum())
+        bars.set_title(f"Top {len(pos)} suspects ({n_flagged} flagged of {len(self.scores)})")
 
 
 class SelfInfluenceDisplay:
@@ -878,34 +1041,46 @@ class SelfInfluenceDisplay:
             The display, drawn; its artists are in the attributes ending in ``_``.
         """
         ax = _new_axes(ax, f"{type(self).__name__}.plot")
-        _, _, patches = ax.hist(self.scores, bins=bins, log=log, **{"color": "tab:gray", **kwargs})
-        self.patches_ = list(patches)
-        n_flagged = int(np.sum(self.flagged))
-        self.flagged_marks_ = None
-        if n_flagged:
-            (self.flagged_marks_,) = ax.plot(
-                self.scores[self.flagged],
-                np.zeros(n_flagged),
-                linestyle="none",
-                marker="|",
-                markersize=14,
-                color=flagged_color,
-                transform=ax.get_xaxis_transform(),
-                label=f"flagged ({n_flagged})",
-            )
-        self.threshold_line_ = None
-        if self.threshold is not None:
-            self.threshold_line_ = ax.axvline(
-                self.threshold, color=flagged_color, linestyle="--", label="threshold"
-            )
-        ax.set_xlabel(self.name)
-        ax.set_ylabel("number of training points")
-        ax.set_title(f"Distribution of {self.name}")
-        if n_flagged:
-            ax.legend(loc="upper right")
+        self.patches_, self.flagged_marks_, self.threshold_line_ = _draw_distribution(
+            ax,
+            self.scores,
+            self.flagged,
+            self.threshold,
+            self.name,
+            bins,
+            log,
+            flagged_color,
+            kwargs,
+        )
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
+
+
+def _draw_distribution(ax, scores, flagged, threshold, name, bins, log, flagged_color, kwargs):
+    """Histogram of ``scores``, a rug of the flagged ones and the threshold line."""
+    _, _, patches = ax.hist(scores, bins=bins, log=log, **{"color": "tab:gray", **kwargs})
+    n_flagged = int(np.sum(flagged))
+    marks = line = None
+    if n_flagged:
+        (marks,) = ax.plot(
+            scores[flagged],
+            np.zeros(n_flagged),
+            linestyle="none",
+            marker="|",
+            markersize=14,
+            color=flagged_color,
+            transform=ax.get_xaxis_transform(),
+            label=f"flagged ({n_flagged})",
+        )
+    if threshold is not None:
+        line = ax.axvline(threshold, color=flagged_color, linestyle="--", label="cut-off")
+    ax.set_xlabel(name)
+    ax.set_ylabel("number of training points")
+    ax.set_title(f"Distribution of {name}")
+    if n_flagged:
+        ax.legend(loc="upper right")
+    return list(patches), marks, line
 
 
 def _as_mask(flagged, n):

@@ -215,7 +215,7 @@ def test_self_influence_histogram_flags_top_k():
     np.testing.assert_array_equal(disp.flagged, [False, True, False, True, False, False])
     assert disp.ax_.get_title() == "Distribution of self-influence"
     legend = [t.get_text() for t in disp.ax_.get_legend().get_texts()]
-    assert legend == ["flagged (2)", "threshold"]
+    assert legend == ["flagged (2)", "cut-off"]
 
 
 def test_self_influence_flagged_mask_or_indices():
@@ -369,3 +369,75 @@ def test_flagged_points_are_marked(digits):
     mask[flagged] = True
     from_mask = InfluenceDisplay.from_scores(ex.influence(x, y)[0], k=3, flagged=mask)
     assert from_mask.harmful_flagged.tolist() == [True, False, False]
+
+
+# -- MislabelDisplay without known flips -------------------------------------------------
+@pytest.fixture(scope="module")
+def people():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(5)
+    n = 150
+    df = pd.DataFrame(
+        {"age": rng.normal(40, 10, n), "city": rng.choice(["north", "south"], n)},
+        index=pd.Index([f"p{i:03d}" for i in rng.permutation(n)], name="person"),
+    )
+    y = np.where(
+        0.1 * (df["age"] - 40) + (df["city"] == "north") + rng.normal(0, 1, n) > 0.5, "yes", "no"
+    )
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    pipe = make_pipeline(
+        make_column_transformer((StandardScaler(), ["age"]), (OneHotEncoder(), ["city"])),
+        LogisticRegression(tol=1e-10, max_iter=2000),
+    )
+    return InfluenceExplainer(pipe).fit(df, y), df, y
+
+
+def test_suspects_view_without_known_flips(people):
+    ex, df, y = people
+    disp = MislabelDisplay.from_explainer(ex, methods=["loss"], n_suspects=6, bins=20)
+    scores = ex.mislabel_scores("loss")
+    top = np.argsort(-scores, kind="stable")[:6]
+    dist, bars = disp.axes_
+    assert len(disp.patches_) == 20
+    # the flagged set is the listed suspects; the cut-off is the lowest flagged score
+    np.testing.assert_array_equal(np.flatnonzero(disp.flagged), np.sort(top))
+    assert disp.threshold_line_.get_xdata()[0] == pytest.approx(scores[top].min())
+    np.testing.assert_allclose(np.sort(disp.flagged_marks_.get_xdata()), np.sort(scores[top]))
+    np.testing.assert_allclose([b.get_width() for b in disp.bars_], scores[top])
+    pred = ex.predict(df.iloc[top])
+    expected = [f"{df.index[i]}: y={y[i]}, predicted {p}" for i, p in zip(top, pred, strict=True)]
+    assert _labels_top_down(bars) == expected
+    assert bars.get_title() == f"Top 6 suspects (6 flagged of {ex.n_train_})"
+    assert disp.lines_ == {} and disp.chance_level_ is None
+
+
+def test_suspects_view_sizes_the_flagged_set_and_passes_keywords(people):
+    ex, _, _ = people
+    disp = MislabelDisplay.from_explainer(
+        ex, methods=["loss"], fraction=0.2, n_suspects=5, color="tab:olive"
+    )
+    from matplotlib.colors import to_rgba
+
+    assert disp.flagged.sum() == 30
+    # the 5 listed are among the 30 flagged: all drawn in the flagged colour
+    assert all(b.get_facecolor() == to_rgba("tab:red") for b in disp.bars_)
+    few = MislabelDisplay.from_explainer(ex, methods=["loss"], k=2, n_suspects=5)
+    assert [b.get_facecolor() == to_rgba("tab:red") for b in few.bars_] == [True] * 2 + [False] * 3
+
+    assert disp.patches_[0].get_facecolor() == to_rgba("tab:olive")
+    auto = MislabelDisplay.from_explainer(ex)
+    assert auto.name == "cv_blend_loss (auto)"
+    np.testing.assert_allclose(auto.scores, ex.mislabel_scores("auto"))
+
+
+def test_suspects_view_errors(people):
+    ex, _, _ = people
+    with pytest.raises(ValueError, match="n_suspects must be an int"):
+        MislabelDisplay.from_explainer(ex, methods=["loss"], n_suspects=0)
+    with pytest.raises(ValueError, match="k or fraction"):
+        MislabelDisplay.from_explainer(ex, methods=["loss"], k=3, fraction=0.1)
+    with pytest.raises(ValueError, match="known flips"):
+        MislabelDisplay.from_explainer(ex, np.zeros(ex.n_train_, bool), k=3)
