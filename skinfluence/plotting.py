@@ -94,6 +94,9 @@ class InfluenceDisplay:
     helpful_flagged, harmful_flagged : ndarray of bool, shape (k,), default=None
         Points to mark (e.g. mislabel suspects): a red frame around the image, a
         hatched bar, "flagged" in their label.
+    helpful_rows, harmful_rows : array-like of shape (k,), default=None
+        The points' row labels (e.g. a DataFrame's index), written instead of
+        ``#position``.
 
     Attributes
     ----------
@@ -143,6 +146,8 @@ class InfluenceDisplay:
         harmful_effects=None,
         helpful_flagged=None,
         harmful_flagged=None,
+        helpful_rows=None,
+        harmful_rows=None,
     ):
         self.helpful_indices = helpful_indices
         self.helpful_values = helpful_values
@@ -160,6 +165,8 @@ class InfluenceDisplay:
         self.harmful_effects = harmful_effects
         self.helpful_flagged = helpful_flagged
         self.harmful_flagged = harmful_flagged
+        self.helpful_rows = helpful_rows
+        self.harmful_rows = harmful_rows
 
     @classmethod
     def from_explainer(
@@ -209,7 +216,8 @@ class InfluenceDisplay:
         display : InfluenceDisplay
             The display, drawn; its artists are in the attributes ending in ``_``.
             The numbers written on it are the predicted changes of the test loss
-            if each training point is removed (``-removal_weights_[i] * I_up,loss``).
+            if each training point is removed (``-removal_weights_[i] * I_up,loss``);
+            points are named by the training DataFrame's index when it had one.
         """
         check_matplotlib_support(f"{cls.__name__}.from_explainer")
         X, y = _one_test_point(X, y)
@@ -235,6 +243,7 @@ class InfluenceDisplay:
             test_prediction=predicted,
             removal_weights=explainer.removal_weights_,
             flagged=flagged,
+            train_index=explainer._train_index,
         ).plot(ax=ax, **kwargs)
 
     @classmethod
@@ -319,6 +328,7 @@ class InfluenceDisplay:
         test_prediction=None,
         removal_weights=None,
         flagged=None,
+        train_index=None,
     ):
         if image_shape is not None and X_train is None:
             raise ValueError("image_shape needs X_train, the training samples to draw.")
@@ -371,6 +381,8 @@ class InfluenceDisplay:
             harmful_effects=effects[1],
             helpful_flagged=marks[0],
             harmful_flagged=marks[1],
+            helpful_rows=None if train_index is None else np.asarray(train_index[h_idx]),
+            harmful_rows=None if train_index is None else np.asarray(train_index[b_idx]),
         )
 
     def plot(self, ax=None, *, cmap="gray_r", value_format="{:+.4g}", **kwargs):
@@ -409,8 +421,10 @@ class InfluenceDisplay:
         self.figure_ = ax.figure
         return self
 
-    def _point_label(self, idx, label, flagged=False):
-        text = f"#{idx}" if label is None else f"#{idx} (y={label})"
+    def _point_label(self, idx, label, flagged=False, row=None):
+        text = f"#{idx}" if row is None else str(row)
+        if label is not None:
+            text += f" (y={label})"
         return text + (" flagged" if flagged else "")
 
     def _test_description(self):
@@ -437,10 +451,13 @@ class InfluenceDisplay:
         flagged = np.zeros(len(idx), dtype=bool)
         if self.helpful_flagged is not None:
             flagged = np.concatenate([self.helpful_flagged, self.harmful_flagged])
-        return idx, val, shown, labels, flagged
+        rows = [None] * len(idx)
+        if self.helpful_rows is not None:
+            rows = list(self.helpful_rows) + list(self.harmful_rows)
+        return idx, val, shown, labels, flagged, rows
 
     def _plot_bars(self, ax, value_format, kwargs):
-        idx, val, shown, labels, flagged = self._shown()
+        idx, val, shown, labels, flagged, rows = self._shown()
         pos = np.arange(len(idx))[::-1]  # most helpful on top
         colors = [HARMFUL_COLOR if v > 0 else HELPFUL_COLOR for v in val]
         self.bars_ = ax.barh(pos, val, **{"color": colors, **kwargs})
@@ -450,22 +467,28 @@ class InfluenceDisplay:
                 bar.set_edgecolor("black")
         ax.set_yticks(
             pos,
-            [self._point_label(i, lab, f) for i, lab, f in zip(idx, labels, flagged, strict=True)],
+            [
+                self._point_label(i, lab, f, row)
+                for i, lab, f, row in zip(idx, labels, flagged, rows, strict=True)
+            ],
         )
         ax.axvline(0, color="black", linewidth=0.8)
+        # Each number sits at the zero line on the side away from its bar, in space
+        # no bar uses, so it never runs into the bars or into long row names.
         self.texts_ = [
             ax.text(
-                v,
+                0,
                 p,
                 " " + value_format.format(number) + " ",
                 va="center",
-                ha="left" if v > 0 else "right",
+                ha="right" if v > 0 else "left",
                 fontsize="small",
             )
             for v, number, p in zip(val, shown, pos, strict=True)
         ]
         span = np.abs(val).max() if len(val) else 1.0
-        ax.set_xlim(min(val.min(), 0) - 0.35 * span, max(val.max(), 0) + 0.35 * span)
+        span = span if span > 0 else 1.0
+        ax.set_xlim(min(val.min(), 0) - 0.5 * span, max(val.max(), 0) + 0.5 * span)
         xlabel = "influence $I_{up,loss}$ (negative = helpful, positive = harmful)"
         if self._has_effects():
             xlabel += "\nnumbers: change of the test loss if the point is removed"
@@ -515,7 +538,7 @@ class InfluenceDisplay:
             )
         self.axes_ = np.empty((2, k), dtype=object)
         self.texts_ = []
-        idx, val, shown, labels, flagged = self._shown()
+        idx, val, shown, labels, flagged, rows = self._shown()
         samples = [self.helpful_samples, self.harmful_samples]
         for r in range(2):
             for c in range(k):
@@ -527,7 +550,7 @@ class InfluenceDisplay:
                 color = HARMFUL_COLOR if val[j] > 0 else HELPFUL_COLOR
                 self.texts_.append(a.set_title(value_format.format(shown[j]), color=color))
                 a.set_xlabel(
-                    self._point_label(idx[j], labels[j]).replace(" (", "\n(")
+                    self._point_label(idx[j], labels[j], row=rows[j]).replace(" (", "\n(")
                     + ("\nflagged" if flagged[j] else ""),
                     fontsize="small",
                     color=HARMFUL_COLOR if flagged[j] else "black",

@@ -299,7 +299,7 @@ def test_influence_bars_from_a_frame_row_through_a_pipeline():
     np.testing.assert_array_equal(disp.helpful_indices, ref.helpful_indices[0])
     np.testing.assert_array_equal(disp.harmful_values, ref.harmful_values[0])
     i = ref.helpful_indices[0, 0]
-    assert _labels_top_down(disp.ax_)[0] == f"#{i} (y={y[i]})"
+    assert _labels_top_down(disp.ax_)[0] == f"r{i} (y={y[i]})"  # the frame's row label
     assert f"predicted {ex.predict(df.iloc[3:4])[0]}" in disp.ax_.get_title()
 
 
@@ -371,6 +371,35 @@ def test_flagged_points_are_marked(digits):
     assert from_mask.harmful_flagged.tolist() == [True, False, False]
 
 
+def test_bar_numbers_clear_of_bars_and_long_row_names():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(3)
+    n = 120
+    X = pd.DataFrame(
+        rng.normal(size=(n, 3)),
+        index=[f"Passenger number {i:03d}, a long name" for i in range(n)],
+    )
+    y = (X[0] - X[1] + rng.normal(0, 0.5, n) > 0).to_numpy().astype(int)
+    ex = InfluenceExplainer(LogisticRegression(tol=1e-10)).fit(X, y)
+    for row in (0, 5, 9):
+        disp = InfluenceDisplay.from_explainer(ex, X.iloc[[row]], y[row : row + 1], k=5)
+        fig = disp.figure_
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        numbers = [t.get_window_extent(renderer) for t in disp.texts_]
+        others = [t.get_window_extent(renderer) for t in disp.ax_.get_yticklabels()]
+        others += [bar.get_window_extent(renderer) for bar in disp.bars_]
+        inside = disp.ax_.get_window_extent(renderer)
+        for text, box in zip(disp.texts_, numbers, strict=True):
+            assert inside.x0 - 1 <= box.x0 and box.x1 <= inside.x1 + 1, text.get_text()
+            for other in others:
+                # more than touching: a number starts where its neighbour bar ends (at 0)
+                dx = min(box.x1, other.x1) - max(box.x0, other.x0)
+                dy = min(box.y1, other.y1) - max(box.y0, other.y0)
+                assert min(dx, dy) <= 0.5, f"{text.get_text()!r} at test row {row}"
+        plt.close(fig)
+
+
 # -- MislabelDisplay without known flips -------------------------------------------------
 @pytest.fixture(scope="module")
 def people():
@@ -393,6 +422,30 @@ def people():
         LogisticRegression(tol=1e-10, max_iter=2000),
     )
     return InfluenceExplainer(pipe).fit(df, y), df, y
+
+
+def test_influence_display_names_points_by_the_training_index(people):
+    ex, df, y = people  # its index is a permutation of the labels: label != position
+    flagged = ex.find_mislabeled(k=3)
+    bars = InfluenceDisplay.from_explainer(ex, df.iloc[[7]], y[7:8], k=3, flagged=flagged)
+    idx = np.concatenate([bars.helpful_indices, bars.harmful_indices])
+    expected = [f"{df.index[i]} (y={y[i]})" + (" flagged" if i in flagged else "") for i in idx]
+    assert _labels_top_down(bars.ax_) == expected
+    np.testing.assert_array_equal(bars.helpful_rows, df.index[bars.helpful_indices])
+    # image mode writes the same names under the images
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    pixels = pd.DataFrame(rng.normal(size=(40, 4)), index=[f"img{i}" for i in rng.permutation(40)])
+    labels = (pixels[0] + pixels[3] > 0).to_numpy().astype(int)
+    ex_img = InfluenceExplainer(LogisticRegression(tol=1e-10)).fit(pixels, labels)
+    imgs = InfluenceDisplay.from_explainer(
+        ex_img, pixels.iloc[[0]], labels[:1], k=2, image_shape=(2, 2)
+    )
+    first = pixels.index[imgs.helpful_indices[0]]
+    assert imgs.axes_[0, 0].get_xlabel() == f"{first}\n(y={labels[imgs.helpful_indices[0]]})"
+    # without an index (a plain array) the positions are written
+    plain = InfluenceDisplay.from_scores(ex.influence(df.iloc[[7]], y[7:8])[0], k=2)
+    assert _labels_top_down(plain.ax_)[0] == f"#{plain.helpful_indices[0]}"
 
 
 def test_suspects_view_without_known_flips(people):
