@@ -75,3 +75,17 @@ def loo_pairs(explainer, refit, X_test, y_test, n_top=15, n_random=5, seed=0):
             actual.append(refit(mask)[t] - base[t])
             pred.append(-explainer.removal_weights_[i] * I[t, i])
     return np.array(pred), np.array(actual)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the notebook figures kept for review (CI sets SKINFLUENCE_FIGURES_DIR)."""
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("SKINFLUENCE_FIGURES_DIR")
+    if not folder:
+        return
+    figures = sorted(Path(folder).glob("*.png"))
+    terminalreporter.write_sep("-", f"{len(figures)} notebook figures kept in {folder}")
+    for path in figures:
+        terminalreporter.write_line(str(path))
