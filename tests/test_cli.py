@@ -437,3 +437,43 @@ def test_values_too_large_to_scale_are_named(tmp_path, capsys):
 def test_seed_range(capsys):
     status, _, err = run_here(capsys, "demo", "--seed", "99999999999")
     assert status == 2 and "argument --seed: must be an integer in [0, 4294967295]" in err
+
+
+HEAVY = ("sklearn", "scipy", "torch", "matplotlib", "pandas")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["mislabels", "--help"], ["demo", "--help"]])
+def test_help_imports_nothing_heavy(argv):
+    """``--help`` answers without importing scikit-learn, scipy, torch, matplotlib or pandas."""
+    code = (
+        "import sys\n"
+        "from skinfluence.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "print('HEAVY:', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage:" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY: []"
+
+
+def test_package_attributes_load_on_first_use():
+    code = (
+        "import sys, skinfluence\n"
+        "assert 'skinfluence.explainer' not in sys.modules\n"
+        "from skinfluence import InfluenceExplainer, SingularHessianError\n"
+        "from skinfluence.explainer import InfluenceExplainer as E\n"
+        "from skinfluence.solvers import SingularHessianError as S\n"
+        "assert InfluenceExplainer is E and SingularHessianError is S\n"
+        "assert 'InfluenceExplainer' in dir(skinfluence)\n"
+        "try:\n"
+        "    skinfluence.nope\n"
+        "except AttributeError as e:\n"
+        "    assert 'nope' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
