@@ -54,6 +54,8 @@ def test_notebook_executes_and_draws_every_display(path, tmp_path):
 
     out = Path(os.environ.get("SKINFLUENCE_FIGURES_DIR") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(f"{path.stem}-cell*.png"):  # a previous run's, not this one's
+        stale.unlink()
     saved = []
     for n, cell in enumerate(code, start=1):
         images = [o["data"]["image/png"] for o in cell.outputs if "image/png" in o.get("data", {})]
