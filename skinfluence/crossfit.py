@@ -73,6 +73,11 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
         estimate: its held-out loss under the one model that left it out, its
         approximate leave-one-out loss (its training loss plus
         :meth:`~skinfluence.InfluenceExplainer.self_removal_effect`) under the others.
+        ``held_out_proba``, ndarray of shape (n_train, n_classes), classifiers only:
+        each point's predicted class probabilities under the fold model that did
+        not see it (columns in the order of the explainer's ``classes_``), what
+        :func:`sklearn.model_selection.cross_val_predict` with
+        ``method="predict_proba"`` returns for these folds.
     """
     cv = check_n_folds(cv)
     n = explainer.n_train_
@@ -90,6 +95,9 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
         model = model.estimator
     held_out = np.empty(n)
     loo_sum = np.zeros(n)
+    proba = None
+    if explainer.classes_ is not None:
+        proba = np.empty((n, len(explainer.classes_)))
     splits = folds.split(np.zeros((n, 1)), labels)
     splits = _progress(splits, cv, "cross-fit", explainer.verbose, unit="fold")
     stationarity = []
@@ -110,6 +118,8 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
             ) from exc
         stationarity.append(fold.stationarity_)
         held_out[test] = fold.loss(take_rows(X, test), take_rows(y, test))
+        if proba is not None:
+            proba[test] = _fold_proba(fold, take_rows(X, test), explainer.classes_)
         loo_sum[test] += held_out[test]
         loo_sum[train] += fold.mislabel_scores("alo_loss")
     off = [s for s in stationarity if not s <= STATIONARITY_WARN]
@@ -121,7 +131,21 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
             RuntimeWarning,
             stacklevel=3,
         )
-    return Bunch(held_out=held_out, fold_loo_mean=loo_sum / cv)
+    result = Bunch(held_out=held_out, fold_loo_mean=loo_sum / cv)
+    if proba is not None:
+        result["held_out_proba"] = proba
+    return result
+
+
+def _fold_proba(fold, X, classes):
+    """A fold model's class probabilities, columns aligned to the full model's classes."""
+    proba = np.asarray(fold.predict_proba(X), dtype=float)
+    fold_classes = np.asarray(fold.classes_)
+    if len(fold_classes) == len(classes) and np.array_equal(fold_classes, classes):
+        return proba
+    out = np.zeros((proba.shape[0], len(classes)))
+    out[:, np.searchsorted(classes, fold_classes)] = proba
+    return out
 
 
 def _check_class_counts(y, cv):

@@ -1054,22 +1054,31 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         )
 
     def find_mislabeled(self, k=None, fraction=None, method="auto", *, cv=5, as_frame=False):
-        """Training indices ranked by mislabel suspicion, most suspicious first.
+        """Training points judged mislabeled, or ranked by suspicion, most suspicious first.
+
+        With neither ``k`` nor ``fraction`` the set sizes itself (classifiers):
+        from the ``cv``-fold cross-fitted class probabilities, confident learning
+        estimates how many points of each class carry a wrong label; that many
+        of the class's most suspicious points by ``method`` are taken, and those
+        the cross-fitted model predicts as another class are returned. See
+        :func:`skinfluence.mislabel.flag_mislabeled` for the rule, and the
+        "Mislabel detection" page for its precision and recall on real tables
+        next to cleanlab's ``find_label_issues``. Pass ``fraction=1.0`` for every
+        point, ranked.
 
         Parameters
         ----------
         k : int, default=None
             Return the ``k`` most suspicious points.
         fraction : float in (0, 1], default=None
-            Return this fraction of the training set instead. With neither, all
-            indices are returned, ranked.
+            Return this fraction of the training set instead.
         method : str, default="auto"
             The score, as in :meth:`mislabel_scores`.
         cv : int, default=5
-            Number of folds of the cross-fitted scores.
+            Number of folds of the cross-fitted scores and probabilities.
         as_frame : bool, default=False
-            Return the ranked rows as a DataFrame indexed by the training rows'
-            own labels (so ``df.loc[result.index]`` are the suspects), most
+            Return the rows as a DataFrame indexed by the training rows' own
+            labels (so ``df.loc[result.index]`` are the suspects), most
             suspicious first, with columns ``position`` (the row's position in
             the training data), ``label``, ``prediction`` (when the model
             predicts) and ``score``.
@@ -1078,13 +1087,25 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         -------
         indices : ndarray of int or DataFrame
             Training indices (positions), most suspicious first (cleanlab's
-            ranked-indices shape).
+            ranked-indices shape). The self-sized set may be empty.
         """
         check_is_fitted(self)
         mislabel.check_cut(k, fraction)
         check_param("find_mislabeled", "as_frame", as_frame, [BOOLEAN])
+        if k is None and fraction is None and self.classes_ is None:
+            raise ValueError(
+                "find_mislabeled sizes its set from class probabilities, which a regressor "
+                "does not have; pass k (e.g. k=10) or fraction (e.g. fraction=0.05)."
+            )
         scores = self._mislabel_scores(method, cv)
         ranked = mislabel.rank_suspects(scores, k=k, fraction=fraction)
+        if k is None and fraction is None:
+            flagged = mislabel.flag_mislabeled(
+                np.searchsorted(self.classes_, _as_numpy(self._fit_inputs[1])),
+                self.cross_fitted_losses(cv=cv).held_out_proba,
+                scores,
+            )
+            ranked = ranked[flagged[ranked]]
         if as_frame:
             columns = {"position": np.arange(self.n_train_), "score": scores}
             frame = self._training_frame(columns, "find_mislabeled", positions=ranked)
@@ -1266,6 +1287,11 @@ _FIT_STATE = (
     "_cross_fitted_cache",
     "_train_cache",
 )
+
+
+def _as_numpy(a):
+    """A host numpy view of labels that may be a torch tensor."""
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
 def _indexable(a, copy):

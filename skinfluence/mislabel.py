@@ -182,6 +182,138 @@ def _as_float_triplet(*arrays):
     return out
 
 
+def confident_joint(labels, proba):
+    """Confident-learning counts of given label against the confidently predicted class.
+
+    With ``t_j`` the mean predicted probability of class ``j`` over the points
+    labelled ``j`` (a per-class threshold), a point labelled ``i`` whose predicted
+    probability reaches the threshold for at least one class is counted in row
+    ``i``, column ``j``: the class with the largest probability among those at or
+    above their thresholds. Points above no threshold are not counted (Northcutt,
+    Jiang and Chuang, "Confident learning", JAIR 2021, eq. 1).
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_samples,)
+        Given labels as class positions ``0 .. n_classes - 1``.
+    proba : array-like of shape (n_samples, n_classes)
+        Out-of-sample predicted probabilities (e.g. cross-fitted, see
+        :meth:`InfluenceExplainer.cross_fitted_losses`).
+
+    Returns
+    -------
+    joint : ndarray of int, shape (n_classes, n_classes)
+        ``joint[i, j]``: points labelled ``i`` that are confidently class ``j``.
+    confident : ndarray of int, shape (n_samples,)
+        Each point's confident class, ``-1`` where it has none.
+    """
+    labels, proba = _labels_and_proba(labels, proba)
+    k = proba.shape[1]
+    present = np.bincount(labels, minlength=k) > 0
+    thresholds = np.full(k, np.inf)  # a class nobody is labelled with is never confident
+    for j in np.flatnonzero(present):
+        thresholds[j] = proba[labels == j, j].mean()
+    above = proba >= thresholds
+    masked = np.where(above, proba, -np.inf)
+    confident = np.where(above.any(axis=1), masked.argmax(axis=1), -1)
+    counted = confident >= 0
+    joint = np.zeros((k, k), dtype=int)
+    np.add.at(joint, (labels[counted], confident[counted]), 1)
+    return joint, confident
+
+
+def estimate_n_errors(labels, proba):
+    """Estimated number of wrong labels: the calibrated confident joint's off-diagonal mass.
+
+    The confident joint (:func:`confident_joint`) counts only the points above
+    some threshold; each of its rows is rescaled to the number of points with
+    that given label (the calibration of Northcutt et al., eq. 2), and the
+    estimate is what falls off the diagonal: ``sum_i n_i * (1 - C[i, i] / C[i, :].sum())``,
+    rounded. A class whose points are all below every threshold keeps its points.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_samples,)
+        Given labels as class positions ``0 .. n_classes - 1``.
+    proba : array-like of shape (n_samples, n_classes)
+        Out-of-sample predicted probabilities.
+
+    Returns
+    -------
+    n_errors : int
+        Between 0 and ``n_samples``.
+    """
+    labels, proba = _labels_and_proba(labels, proba)
+    joint, _ = confident_joint(labels, proba)
+    counts = np.bincount(labels, minlength=proba.shape[1])
+    rows = joint.sum(axis=1)
+    kept = np.divide(np.diag(joint), rows, out=np.ones(len(rows)), where=rows > 0)
+    return int(round(float(np.sum(counts * (1.0 - kept)))))
+
+
+def flag_mislabeled(labels, proba, scores):
+    """The points judged mislabeled: a self-sized set, by confident learning.
+
+    For each class ``i``, the calibrated confident joint (:func:`confident_joint`,
+    rows rescaled to the class counts ``n_i``) estimates how many points labelled
+    ``i`` carry a wrong label: ``round(n_i * (1 - C[i, i] / C[i, :].sum()))``. That
+    many points labelled ``i`` are taken, most suspicious first by ``scores``, and
+    of them those the out-of-sample model predicts as another class are flagged
+    (a point its own class wins out of sample is not called mislabeled). With
+    ``scores`` the out-of-sample loss and two classes, this is the set that
+    cleanlab's ``find_label_issues`` (``filter_by="prune_by_noise_rate"``) returns
+    on the same probabilities; with more classes cleanlab prunes per off-diagonal
+    cell by margin instead, which flags a few points fewer.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_samples,)
+        Given labels as class positions ``0 .. n_classes - 1``.
+    proba : array-like of shape (n_samples, n_classes)
+        Out-of-sample predicted probabilities (the cross-fitted ones of
+        :meth:`InfluenceExplainer.cross_fitted_losses`).
+    scores : array-like of shape (n_samples,)
+        Suspicion scores, higher = more suspicious (any of :data:`METHODS`).
+
+    Returns
+    -------
+    flagged : ndarray of bool, shape (n_samples,)
+    """
+    labels, proba = _labels_and_proba(labels, proba)
+    scores = np.asarray(scores, dtype=float)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores must have shape {labels.shape}, got {scores.shape}.")
+    joint, _ = confident_joint(labels, proba)
+    counts = np.bincount(labels, minlength=proba.shape[1])
+    rows = joint.sum(axis=1)
+    flagged = np.zeros(len(labels), dtype=bool)
+    for i in np.flatnonzero(rows > 0):
+        n_wrong = int(round(counts[i] * (1.0 - joint[i, i] / rows[i])))
+        members = np.flatnonzero(labels == i)
+        flagged[members[np.argsort(-scores[members], kind="stable")[:n_wrong]]] = True
+    flagged &= proba.argmax(axis=1) != labels
+    return flagged
+
+
+def _labels_and_proba(labels, proba):
+    labels = np.asarray(labels)
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2 or labels.shape != (proba.shape[0],):
+        raise ValueError(
+            f"labels must have shape (n_samples,) and proba (n_samples, n_classes), got "
+            f"{labels.shape} and {proba.shape}."
+        )
+    if not np.issubdtype(labels.dtype, np.integer) or labels.size and (
+        labels.min() < 0 or labels.max() >= proba.shape[1]
+    ):
+        raise ValueError(
+            f"labels must be class positions 0 .. {proba.shape[1] - 1} (the columns of proba)."
+        )
+    if not np.isfinite(proba).all():
+        raise ValueError("proba holds NaN or infinite values.")
+    return labels, proba
+
+
 #: What ``method="auto"`` means, per model family: the score with the best fraction of
 #: flips found at 10% and 20% checked in the study behind ``benchmarks/bench_mislabel.py``
 #: (logistic regression and a memorising MLP on three data sets; see the "Mislabel

@@ -285,7 +285,7 @@ def test_find_mislabeled_shapes_and_errors(fitted):
     ex, X, y = fitted
     if ex.classes_ is None:
         pytest.skip("classification only")
-    assert ex.find_mislabeled().shape == (250,)
+    assert ex.find_mislabeled(fraction=1.0).shape == (250,)
     assert ex.find_mislabeled(fraction=0.1).shape == (25,)
     np.testing.assert_array_equal(
         ex.find_mislabeled(k=5, method="loss"), np.argsort(-ex.loss(), kind="stable")[:5]

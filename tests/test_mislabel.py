@@ -14,6 +14,9 @@ from skinfluence.mislabel import (
     all_mislabel_scores,
     alo_log_loss,
     alo_squared_loss,
+    confident_joint,
+    estimate_n_errors,
+    flag_mislabeled,
     rank_suspects,
     resolve_method,
 )
@@ -148,3 +151,119 @@ def test_rank_suspects():
         rank_suspects(scores, k=1.5)
     with pytest.raises(ValueError, match=r"'k' parameter of rank_suspects .* got True"):
         rank_suspects(scores, k=True)
+
+
+# -- the self-sized flagged set (confident learning) ---------------------------------------
+def test_confident_joint_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6], [0.6, 0.4]])
+    # thresholds: class 0 mean(0.9, 0.8, 0.3) = 2/3, class 1 mean(0.8, 0.6, 0.4) = 0.6
+    joint, confident = confident_joint(labels, proba)
+    # row 2: only class 1 reaches its threshold; row 5 reaches neither (0.6 < 2/3, 0.4 < 0.6)
+    np.testing.assert_array_equal(confident, [0, 0, 1, 1, 1, -1])
+    np.testing.assert_array_equal(joint, [[2, 1], [0, 2]])
+    # calibrated: class 0 keeps 2 of its 3 counted -> 3 * 1/3 = 1 error; class 1 none
+    assert estimate_n_errors(labels, proba) == 1
+    flagged = flag_mislabeled(labels, proba, -proba[np.arange(6), labels])
+    np.testing.assert_array_equal(np.flatnonzero(flagged), [2])
+
+
+def test_flag_mislabeled_recovers_clear_flips_and_sizes_by_class():
+    rng = np.random.default_rng(0)
+    n, k = 600, 3
+    truth = rng.integers(0, k, n)
+    # a confident, correct out-of-sample model: 0.9-0.95 on the true class, above every
+    # class threshold (about 0.83: the flips into a class pull its mean down)
+    top = rng.uniform(0.9, 0.95, n)
+    proba = np.repeat(((1 - top) / (k - 1))[:, None], k, axis=1)
+    proba[np.arange(n), truth] = top
+    labels = truth.copy()
+    flip = rng.choice(n, 60, replace=False)
+    labels[flip] = (truth[flip] + 1 + rng.integers(0, k - 1, 60)) % k
+    scores = -np.log(proba[np.arange(n), labels])
+    flagged = flag_mislabeled(labels, proba, scores)
+    # every flipped point is confidently another class, every other one its own
+    np.testing.assert_array_equal(np.flatnonzero(flagged), np.sort(flip))
+    assert estimate_n_errors(labels, proba) == 60
+    # per class: the count for class i is the number of flips *into* label i
+    for i in range(k):
+        assert flagged[labels == i].sum() == np.sum(labels[flip] == i)
+
+
+def test_flag_mislabeled_takes_the_class_count_by_score_and_drops_agreeing_points():
+    labels = np.array([0] * 6 + [1] * 4)
+    proba = np.array([[0.9, 0.1]] * 4 + [[0.2, 0.8], [0.25, 0.75]] + [[0.3, 0.7]] * 4)
+    # thresholds: class 0 (3.6 + 0.2 + 0.25) / 6 = 0.675, class 1 0.7: rows 4, 5 are
+    # confidently class 1, the others confidently their own
+    joint, _ = confident_joint(labels, proba)
+    np.testing.assert_array_equal(joint, [[4, 2], [0, 4]])
+    # 2 errors in class 0; a score that ranks row 0 and row 4 first takes those two, and
+    # row 0 (predicted 0, its own label) is dropped
+    scores = np.zeros(10)
+    scores[[0, 4]] = [2.0, 1.0]
+    np.testing.assert_array_equal(np.flatnonzero(flag_mislabeled(labels, proba, scores)), [4])
+
+
+def test_flag_mislabeled_refuses_bad_input():
+    with pytest.raises(ValueError, match="class positions"):
+        flag_mislabeled(np.array([0, 2]), np.full((2, 2), 0.5), np.zeros(2))
+    with pytest.raises(ValueError, match="shape"):
+        flag_mislabeled(np.array([0, 1]), np.full((2, 2), 0.5), np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        confident_joint(np.array([0, 1]), np.array([[np.nan, 1.0], [0.5, 0.5]]))
+
+
+def test_find_mislabeled_sizes_itself_from_the_cross_fitted_probabilities():
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from skinfluence.datasets import flip_labels
+
+    X, y = make_classification(
+        n_samples=400,
+        n_features=5,
+        n_informative=4,
+        n_redundant=0,
+        class_sep=2.0,
+        flip_y=0.0,
+        n_clusters_per_class=1,
+        random_state=0,
+    )
+    y_noisy, flipped = flip_labels(y, 0.1, random_state=0)
+    model = LogisticRegression(tol=1e-10, max_iter=10000)
+    ex = InfluenceExplainer(model, random_state=3).fit(X, y_noisy)
+    found = ex.find_mislabeled(method="cv_loss")
+    # an independent construction: scikit-learn's own cross-validated probabilities on the
+    # same folds, and the rule of flag_mislabeled written out
+    folds = StratifiedKFold(5, shuffle=True, random_state=3)
+    proba = cross_val_predict(model, X, y_noisy, cv=folds, method="predict_proba")
+    own = proba[np.arange(len(y)), y_noisy]
+    t = np.array([own[y_noisy == c].mean() for c in (0, 1)])
+    confident_other = proba[np.arange(len(y)), 1 - y_noisy] >= t[1 - y_noisy]
+    confident_own = own >= t[y_noisy]
+    expected = set()
+    for c in (0, 1):
+        members = np.flatnonzero(y_noisy == c)
+        counted = confident_own[members] | confident_other[members]
+        # the confident class is the larger probability among those above threshold
+        off = confident_other[members] & (~confident_own[members] | (own[members] < 0.5))
+        n_wrong = round(len(members) * off.sum() / counted.sum())
+        worst = members[np.argsort(own[members], kind="stable")[:n_wrong]]
+        expected |= {i for i in worst if proba[i].argmax() != c}
+    assert set(found.tolist()) == expected
+    # most suspicious first, and it finds flips: precision and recall well above chance
+    np.testing.assert_array_equal(
+        found, [i for i in ex.find_mislabeled(fraction=1.0, method="cv_loss") if i in expected]
+    )
+    # 40 flips on well separated classes: measured 35 flagged, all flips, 35 of 40 found
+    precision, recall = flipped[found].mean(), flipped[found].sum() / flipped.sum()
+    assert precision > 0.9 and recall > 0.8
+    frame = ex.find_mislabeled(as_frame=True)
+    assert len(frame) == len(ex.find_mislabeled())
+
+
+def test_find_mislabeled_without_a_cut_needs_a_classifier():
+    X, y = make_regression(n_samples=60, n_features=3, noise=1.0, random_state=0)
+    ex = InfluenceExplainer(Ridge()).fit(X, y)
+    with pytest.raises(ValueError, match="pass k"):
+        ex.find_mislabeled()
+    assert ex.find_mislabeled(k=5).shape == (5,)

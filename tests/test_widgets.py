@@ -186,7 +186,7 @@ def test_probabilities_against_independent_refits(frame_case):
 
 def test_suspect_details_any_training_row(array_case):
     ex, explorer, _, _, _, _ = array_case
-    ranked = ex.find_mislabeled()
+    ranked = ex.find_mislabeled(fraction=1.0)
     outsider = int(ranked[-1])  # the least suspicious row
     d = explorer.suspect_details(outsider)
     assert d.rank is None and d.position == outsider
