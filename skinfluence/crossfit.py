@@ -7,7 +7,9 @@ and feed the ``cv_*`` mislabel scores of :mod:`skinfluence.mislabel`.
 """
 
 import numbers
+import sys
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 from sklearn.base import clone
@@ -138,8 +140,15 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
 
 
 def _fold_proba(fold, X, classes):
-    """A fold model's class probabilities, columns aligned to the full model's classes."""
-    proba = np.asarray(fold.predict_proba(X), dtype=float)
+    """A fold model's class probabilities, columns aligned to the full model's classes.
+
+    skorch's prediction loader draws from torch's global generator; the next fold's
+    initialisation must not depend on whether probabilities were asked for, so
+    the generator's state is put back afterwards.
+    """
+    torch = sys.modules.get("torch")
+    with torch.random.fork_rng(devices=[]) if torch is not None else nullcontext():
+        proba = np.asarray(fold.predict_proba(X), dtype=float)
     fold_classes = np.asarray(fold.classes_)
     if len(fold_classes) == len(classes) and np.array_equal(fold_classes, classes):
         return proba

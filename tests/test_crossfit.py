@@ -235,3 +235,19 @@ def test_a_bare_linear_model_holds_one_copy_of_the_training_features(three_class
     assert not np.shares_memory(ex32._fit_inputs[0], X32)
     by_ref = InfluenceExplainer(LogisticRegression(**TIGHT), copy_X=False).fit(X, y)
     assert np.shares_memory(by_ref._fit_inputs[0], X)
+
+
+def test_held_out_proba_is_cross_val_predict_on_the_same_folds():
+    from sklearn.model_selection import cross_val_predict
+
+    X, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(**TIGHT))
+    for seed, folds in (
+        (None, StratifiedKFold(5)),
+        (7, StratifiedKFold(5, shuffle=True, random_state=7)),
+    ):
+        ex = InfluenceExplainer(model, random_state=seed).fit(X, y)
+        got = ex.cross_fitted_losses()
+        expected = cross_val_predict(model, X, y, cv=folds, method="predict_proba")
+        np.testing.assert_allclose(got.held_out_proba, expected, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(got.held_out, -np.log(expected[np.arange(len(y)), y]), rtol=1e-6)
