@@ -139,8 +139,10 @@ def main(argv=None):
         t0 = time.perf_counter()
         n_flipped = make_table(path, args.rows)
         size = os.path.getsize(path) / 2**20
-        print(f"table: {args.rows} rows x 20 columns, {size:.0f} MB, {n_flipped} labels flipped "
-              f"(written in {time.perf_counter() - t0:.0f} s)")
+        print(
+            f"table: {args.rows} rows x 20 columns, {size:.0f} MB, {n_flipped} labels flipped "
+            f"(written in {time.perf_counter() - t0:.0f} s)"
+        )
         results = {"by hand": run(HAND, path, env), "skinfluence": run(OURS, path, env)}
     hand, ours = results["by hand"], results["skinfluence"]
     print(f"\n{'':<14}{'wall s':>9}{'peak MB':>10}  stages (s since start)")
@@ -156,7 +158,9 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
-                {"rows": args.rows, "machine": platform.platform(), "results": results}, fh, indent=1
+                {"rows": args.rows, "machine": platform.platform(), "results": results},
+                fh,
+                indent=1,
             )
 
 

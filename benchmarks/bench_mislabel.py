@@ -524,7 +524,9 @@ def real_suite(args):
         )
         for k, (m, e) in found.items():
             label = f"{k} (auto)" if k == auto else k
-            print(f"  {label:<22}" + "".join(f"{a:>8.3f}±{b:.3f}" for a, b in zip(m, e, strict=True)))
+            print(
+                f"  {label:<22}" + "".join(f"{a:>8.3f}±{b:.3f}" for a, b in zip(m, e, strict=True))
+            )
         est = _mean_se([r["n_errors_estimate"] for r in runs])
         print(f"  flagged sets (estimate of the number of errors: {est[0]:.1f}±{est[1]:.1f})")
         for k, v in flags.items():
@@ -549,9 +551,13 @@ def _real_summary(out):
                 best = max(base, key=lambda b, j=j: o["found"][b][0][j])
                 m_best, e_best = o["found"][best][0][j], o["found"][best][1][j]
                 if o["found"][k][0][j] < m_best - e_best:
-                    short.append(f"{set_name}@{f:.0%} ({o['found'][k][0][j]:.3f} < {best} {m_best:.3f}-{e_best:.3f})")
-        print(f"  {k:<22} mean {np.mean(means):.4f}; more than 1 s.e. below the best of "
-              f"{'/'.join(REAL_BASELINES)}: {', '.join(short) or 'nowhere'}")
+                    short.append(
+                        f"{set_name}@{f:.0%} ({o['found'][k][0][j]:.3f} < {best} {m_best:.3f}-{e_best:.3f})"
+                    )
+        print(
+            f"  {k:<22} mean {np.mean(means):.4f}; more than 1 s.e. below the best of "
+            f"{'/'.join(REAL_BASELINES)}: {', '.join(short) or 'nowhere'}"
+        )
 
 
 def main(argv=None):
@@ -576,8 +582,12 @@ def main(argv=None):
         out = real_suite(args)
         if args.json:
             with open(args.json, "w") as fh:
-                json.dump({"config": vars(args), "machine": platform.platform(), "real": out}, fh,
-                          indent=1, default=_jsonable)
+                json.dump(
+                    {"config": vars(args), "machine": platform.platform(), "real": out},
+                    fh,
+                    indent=1,
+                    default=_jsonable,
+                )
         return
 
     t_start = time.perf_counter()

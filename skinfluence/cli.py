@@ -277,11 +277,92 @@ def _mlp_pipeline(X, kinds, n_classes, args):
 #: ``--model`` choices: name -> factory(X, kinds, n_classes, args) of an unfitted estimator
 #: for integer labels ``0 .. n_classes - 1``.
 MODELS = {"logreg": _logreg_pipeline, "mlp": _mlp_pipeline}
+#: ``--model auto`` chooses between these.
+MODEL_CHOICES = ("auto", *MODELS)
 
 
 # -- mislabels: the command ---------------------------------------------------------------------
-def _mislabels(args):
+def _stderr_is_terminal():
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
+def _bar(desc, total=1, unit="step", **kwargs):
+    """A progress bar on stderr for one stage, silent when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=f"skinfluence: {desc}",
+        unit=unit,
+        file=sys.stderr,
+        disable=not _stderr_is_terminal(),
+        dynamic_ncols=True,
+        **kwargs,
+    )
+
+
+def _reading_bar(path):
+    """A wrapper of the input's file handle that counts the bytes read."""
+    if not _stderr_is_terminal():
+        return None
+    from tqdm import tqdm
+
+    def wrap(fh):
+        return tqdm.wrapattr(
+            fh,
+            "read",
+            total=os.path.getsize(path),
+            desc="skinfluence: reading",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    return wrap
+
+
+def _columns_bar(iterable, total):
+    bar = _bar("encoding", total=total, unit="column")
+    with bar:
+        for item in iterable:
+            yield item
+            bar.update()
+
+
+def _fit_explainer(model_name, X, y_index, kinds, n_classes, args):
+    """The explainer of one ``--model``, fitted, with its cross-fitted losses when asked."""
     from skinfluence import InfluenceExplainer
+
+    model = MODELS[model_name](X, kinds, n_classes, args)
+    # a net is not at an exact minimum and its Hessian can be indefinite: damp it
+    damping = args.damping
+    if damping is None:
+        damping = 0.01 if model_name == "mlp" else 0.0
+    # folds are shuffled with the seed: a table sorted by some column would otherwise
+    # leave whole groups out of a fold
+    ex = InfluenceExplainer(
+        model, damping=damping, random_state=args.seed, verbose=int(_stderr_is_terminal())
+    )
+    with _bar(f"fitting {model_name}"):
+        ex.fit(X, y_index)
+    return ex
+
+
+def _choose_model(X, y_index, kinds, n_classes, args):
+    """``--model auto``: the candidate with the lower cross-validated log-loss."""
+    fitted, cv_loss = {}, {}
+    for name in ("logreg", "mlp"):
+        ex = _fit_explainer(name, X, y_index, kinds, n_classes, args)
+        fitted[name] = ex
+        # the same folds as the cross-fitted scores: these refits are reused by them
+        cv_loss[name] = float(np.mean(ex.cross_fitted_losses(cv=args.cv).held_out))
+    chosen = min(cv_loss, key=cv_loss.get)
+    return chosen, fitted[chosen], cv_loss
+
+
+def _mislabels(args):
     from skinfluence.mislabel import auto_method, rank_suspects
 
     _check_output_file(args.out, "--out", inputs=[args.file])
@@ -291,9 +372,15 @@ def _mislabels(args):
 
         formats = FigureCanvasBase.get_supported_filetypes()
         _check_output_file(args.plot, "--plot", [args.file, args.out or args.file], formats)
-    header, columns = read_csv(args.file)
-    X, y, kinds, rows = encode_columns(header, columns, args.target, args.drop or [])
-    n_dropped = len(columns[0]) - len(rows)
+    header, columns = read_csv(
+        args.file, text_columns={args.target}, progress=_reading_bar(args.file)
+    )
+    n_file_rows = len(columns[0])
+    X, y, kinds, rows = encode_columns(
+        header, columns, args.target, args.drop or [], progress=_columns_bar
+    )
+    del columns  # the ranked file reads the input again, as text
+    n_dropped = n_file_rows - len(rows)
     if n_dropped:
         print(
             f"skinfluence: note: {n_dropped} rows without a {printable(repr(args.target))} "
@@ -301,15 +388,18 @@ def _mislabels(args):
             file=sys.stderr,
         )
     classes, y_index = np.unique(y, return_inverse=True)
-    _check_folds(args, classes, np.bincount(y_index))
-    model = MODELS[args.model](X, kinds, len(classes), args)
+    can_flag = _check_folds(args, classes, np.bincount(y_index))
     with _warnings_as_lines():
-        # a net is not at an exact minimum and its Hessian can be indefinite: damp it
-        damping = args.damping
-        if damping is None:
-            damping = 0.01 if args.model == "mlp" else 0.0
-        ex = InfluenceExplainer(model, damping=damping).fit(X, y_index)
-        scores = ex.mislabel_scores(args.method, cv=args.cv)
+        if args.model == "auto":
+            model_name, ex, cv_losses = _choose_model(X, y_index, kinds, len(classes), args)
+        else:
+            model_name = args.model
+            ex = _fit_explainer(model_name, X, y_index, kinds, len(classes), args)
+        with _bar("scoring"):
+            scores = ex.mislabel_scores(args.method, cv=args.cv)
+            flagged = np.zeros(len(y), dtype=bool)
+            if can_flag:
+                flagged[ex.find_mislabeled(method=args.method, cv=args.cv)] = True
     method = f"{auto_method(ex)} (auto)" if args.method == "auto" else args.method
     predicted = classes[np.asarray(ex.estimator_.predict(X)).astype(int)]
     order = rank_suspects(scores)
@@ -319,22 +409,38 @@ def _mislabels(args):
         f"{len(kinds['numeric'])} numeric and {len(kinds['categorical'])} categorical feature "
         f"columns, target {printable(repr(args.target))} with {len(classes)} classes"
     )
+    if args.model == "auto":
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in cv_losses.items())
+        print(
+            f"model: auto picked {model_name} by {args.cv}-fold cross-validated log-loss ({losses})"
+        )
     print(
-        f"model: {args.model}, {ex.n_params_} parameters, solver={ex.solver_}, training "
+        f"model: {model_name}, {ex.n_params_} parameters, solver={ex.solver_}, training "
         f"accuracy {np.mean(predicted == y):.3f}; score: {method}, higher = more suspicious"
     )
+    if can_flag:
+        print(
+            f"flagged: {flagged.sum()} rows ({flagged.mean():.1%}) judged mislabeled: "
+            f"confident learning on the {args.cv}-fold cross-fitted probabilities, taken by "
+            "the score (marked * below, 1 in the flagged column of --out)"
+        )
     print()
-    print(f"{'rank':>5} {'row':>7}  {'label':<16} {'predicted':<16} {'score':>10}")
+    print(f"{'rank':>5} {'row':>7}  {'label':<16} {'predicted':<16} {'score':>10} flagged")
     for r, i in enumerate(order[: args.top], start=1):
-        print(f"{r:>5} {rows[i]:>7}  {_cut(y[i]):<16} {_cut(predicted[i]):<16} {scores[i]:>10.4g}")
+        mark = "*" if flagged[i] else ""
+        print(
+            f"{r:>5} {rows[i]:>7}  {_cut(y[i]):<16} {_cut(predicted[i]):<16} "
+            f"{scores[i]:>10.4g} {mark}"
+        )
     if args.out is not None:
         if ranked_columns(header)[0] != "rank":
             print(
                 "skinfluence: note: the input has a column named like an added one (rank, "
-                "row, score, predicted): the added columns are prefixed with skinfluence_",
+                "row, score, predicted, flagged): the added columns are prefixed with "
+                "skinfluence_",
                 file=sys.stderr,
             )
-        write_ranked_csv(args.out, header, columns, rows, order, scores, predicted)
+        write_ranked_csv(args.out, args.file, rows, order, scores, predicted, flagged)
         print(f"\nwrote {len(order)} ranked rows to {printable(args.out)}")
     if args.plot is not None:
         plt = _pyplot()
@@ -348,18 +454,27 @@ def _mislabels(args):
 
 
 def _check_folds(args, classes, counts):
-    """A cross-fitted score needs every class in every fold: say so in the user's terms."""
+    """Whether every class fits in every fold; an error in the user's terms when the
+    score needs the folds, a note (no flagged set) when only the flagging does."""
     from skinfluence.mislabel import resolve_method
 
-    family = "torch" if args.model == "mlp" else "linear"
+    family = "linear" if args.model == "logreg" else "torch"
     method = resolve_method(args.method, family)
-    if method.startswith("cv_") and args.cv >= 2 and counts.min() < args.cv:
-        rare = classes[counts.argmin()]
+    if counts.min() >= args.cv:
+        return True
+    rare, n_rare = classes[counts.argmin()], counts.min()
+    if method.startswith("cv_") or args.model == "auto":
         raise UsageError(
-            f"class {printable(repr(str(rare)))} has only {counts.min()} rows, fewer than the "
+            f"class {printable(repr(str(rare)))} has only {n_rare} rows, fewer than the "
             f"{args.cv} folds the {method} score refits on; pass a smaller --cv or "
             "--method alo_loss"
         )
+    print(
+        f"skinfluence: note: class {printable(repr(str(rare)))} has only {n_rare} rows, fewer "
+        f"than the {args.cv} folds: no rows are flagged (pass a smaller --cv)",
+        file=sys.stderr,
+    )
+    return False
 
 
 def _cut(value, width=16):
@@ -409,9 +524,10 @@ def build_parser():
     mis.add_argument("--target", required=True, help="the column holding the labels")
     mis.add_argument(
         "--model",
-        choices=sorted(MODELS),
+        choices=MODEL_CHOICES,
         default="logreg",
-        help="logreg: logistic regression; mlp: a one-hidden-layer torch net (needs torch, skorch)",
+        help="logreg: logistic regression; mlp: a one-hidden-layer torch net (needs torch, "
+        "skorch); auto: the one of the two with the lower cross-validated log-loss",
     )
     mis.add_argument(
         "--method",
@@ -448,7 +564,7 @@ def build_parser():
         "--seed",
         type=_number(int, 0, 2**32 - 1),
         default=0,
-        help="random seed of mlp's initialisation",
+        help="random seed of the folds and of mlp's initialisation",
     )
     mis.set_defaults(func=_mislabels)
     return parser

@@ -303,8 +303,10 @@ def _labels_and_proba(labels, proba):
             f"labels must have shape (n_samples,) and proba (n_samples, n_classes), got "
             f"{labels.shape} and {proba.shape}."
         )
-    if not np.issubdtype(labels.dtype, np.integer) or labels.size and (
-        labels.min() < 0 or labels.max() >= proba.shape[1]
+    if (
+        not np.issubdtype(labels.dtype, np.integer)
+        or labels.size
+        and (labels.min() < 0 or labels.max() >= proba.shape[1])
     ):
         raise ValueError(
             f"labels must be class positions 0 .. {proba.shape[1] - 1} (the columns of proba)."

@@ -106,7 +106,7 @@ def _ranked_rows(stdout):
     return [
         (int(r), int(row), lab, pred)
         for r, row, lab, pred in re.findall(
-            r"^\s+(\d+)\s+(\d+)  (\S+)\s+(\S+)\s+\S+$", stdout, re.M
+            r"^\s+(\d+)\s+(\d+)  (\S+)\s+(\S+)\s+\S+ \*?$", stdout, re.M
         )
     ]
 
@@ -129,6 +129,7 @@ def test_mislabels_ranks_flipped_rows_first(good_csv, tmp_path):
         "row",
         "score",
         "predicted",
+        "flagged",
         "f1",
         "f2",
         "f3",
@@ -145,6 +146,12 @@ def test_mislabels_ranks_flipped_rows_first(good_csv, tmp_path):
     # well-separated classes: the top 10% of the ranking is mostly the flipped rows
     top = [int(r["row"]) for r in ranked[:30]]
     assert flipped[top].mean() > 0.8
+    # the self-sized set: as many as the command says, most of them flips, marked * too
+    marked = [int(r["row"]) for r in ranked if r["flagged"] == "1"]
+    assert f"flagged: {len(marked)} rows" in res.stdout
+    assert flipped[marked].mean() > 0.8 and flipped[marked].sum() > 0.7 * flipped.sum()
+    stars = re.findall(r"^\s+\d+\s+(\d+) .* \*$", res.stdout, re.M)
+    assert [int(r) for r in stars] == [row for row in marked if row in [x[1] for x in shown]]
     assert plot.read_bytes()[:8] == PNG_MAGIC
 
 
@@ -153,7 +160,7 @@ def test_mislabels_without_pandas_gives_the_same_ranking(good_csv, tmp_path):
     with_pd, without = tmp_path / "a.csv", tmp_path / "b.csv"
     assert run("mislabels", path, "--target", "label", "--out", with_pd).returncode == 0
     code = (
-        "import sys, skinfluence.cli as c; c._pandas = lambda: None; "
+        "import sys, skinfluence.cli as c, skinfluence.tabular as t; t._pandas = lambda: None; "
         f"sys.exit(c.main(['mislabels', {str(path)!r}, '--target', 'label', "
         f"'--out', {str(without)!r}]))"
     )
@@ -265,6 +272,10 @@ def test_mislabels_with_the_mlp(good_csv, tmp_path):
     assert {r["predicted"] for r in ranked} <= {"ham", "spam"}
     top = [int(r["row"]) for r in ranked[:30]]
     assert flipped[top].mean() > 0.8
+    # the self-sized set: as many as the command says, most of them flips, marked * too
+    marked = [int(r["row"]) for r in ranked if r["flagged"] == "1"]
+    assert f"flagged: {len(marked)} rows" in res.stdout
+    assert flipped[marked].mean() > 0.8 and flipped[marked].sum() > 0.7 * flipped.sum()
     same = run("mislabels", path, "--target", "label", "--model", "mlp", "--epochs", "300")
     assert same.stdout == res.stdout.split("\nwrote")[0]  # seeded: the same ranking
 
@@ -301,7 +312,7 @@ def test_formula_cells_are_escaped_and_escapes_not_printed(hostile_csv, tmp_path
     assert "\\x1b[31mred" in res.stdout  # shown, not executed
     with open(out, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["rank", "row", "score", "predicted", "x", "'=note", "label"]
+    assert rows[0] == ["rank", "row", "score", "predicted", "flagged", "x", "'=note", "label"]
     cells = {c for r in rows[1:] for c in r}
     assert {'\'=HYPERLINK("http://x")', "'+1+1", "'@SUM(A1)", "'-x", "'=blue"} <= cells
     assert "-2" in cells  # a number stays a number
