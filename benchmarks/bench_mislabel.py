@@ -551,8 +551,9 @@ def _real_summary(out):
                 best = max(base, key=lambda b, j=j: o["found"][b][0][j])
                 m_best, e_best = o["found"][best][0][j], o["found"][best][1][j]
                 if o["found"][k][0][j] < m_best - e_best:
+                    mine = o["found"][k][0][j]
                     short.append(
-                        f"{set_name}@{f:.0%} ({o['found'][k][0][j]:.3f} < {best} {m_best:.3f}-{e_best:.3f})"
+                        f"{set_name}@{f:.0%} ({mine:.3f} < {best} {m_best:.3f}-{e_best:.3f})"
                     )
         print(
             f"  {k:<22} mean {np.mean(means):.4f}; more than 1 s.e. below the best of "

@@ -248,7 +248,7 @@ def estimate_n_errors(labels, proba):
     counts = np.bincount(labels, minlength=proba.shape[1])
     rows = joint.sum(axis=1)
     kept = np.divide(np.diag(joint), rows, out=np.ones(len(rows)), where=rows > 0)
-    return int(round(float(np.sum(counts * (1.0 - kept)))))
+    return round(float(np.sum(counts * (1.0 - kept))))
 
 
 def flag_mislabeled(labels, proba, scores):
@@ -288,7 +288,7 @@ def flag_mislabeled(labels, proba, scores):
     rows = joint.sum(axis=1)
     flagged = np.zeros(len(labels), dtype=bool)
     for i in np.flatnonzero(rows > 0):
-        n_wrong = int(round(counts[i] * (1.0 - joint[i, i] / rows[i])))
+        n_wrong = round(float(counts[i] * (1.0 - joint[i, i] / rows[i])))
         members = np.flatnonzero(labels == i)
         flagged[members[np.argsort(-scores[members], kind="stable")[:n_wrong]]] = True
     flagged &= proba.argmax(axis=1) != labels
@@ -303,11 +303,8 @@ def _labels_and_proba(labels, proba):
             f"labels must have shape (n_samples,) and proba (n_samples, n_classes), got "
             f"{labels.shape} and {proba.shape}."
         )
-    if (
-        not np.issubdtype(labels.dtype, np.integer)
-        or labels.size
-        and (labels.min() < 0 or labels.max() >= proba.shape[1])
-    ):
+    out_of_range = labels.size and (labels.min() < 0 or labels.max() >= proba.shape[1])
+    if not np.issubdtype(labels.dtype, np.integer) or out_of_range:
         raise ValueError(
             f"labels must be class positions 0 .. {proba.shape[1] - 1} (the columns of proba)."
         )
