@@ -11,7 +11,9 @@ of the labels flipped), then runs, each in a fresh process:
   same shuffled folds, cleanlab's ``find_label_issues`` and self-confidence
   ranking, and the top 10 printed.
 
-Each process reports the wall time of its stages and its peak resident memory
+Each side runs ``--repeat`` times, alternating, and its fastest run is kept (the
+first import of pandas or cleanlab from a cold disk cache can take seconds). Each
+process reports the wall time of its stages and its peak resident memory
 (``ru_maxrss``). BLAS runs single-threaded in both (``OMP_NUM_THREADS=1``...), so
 the comparison does not depend on how busy the other core is.
 
@@ -128,6 +130,9 @@ def run(code, path, env):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs of each (the fastest is kept: warm caches)"
+    )
     parser.add_argument("--dir", help="where the CSV goes (default: a temporary folder)")
     parser.add_argument("--json", help="write the table here")
     args = parser.parse_args(argv)
@@ -143,7 +148,12 @@ def main(argv=None):
             f"table: {args.rows} rows x 20 columns, {size:.0f} MB, {n_flipped} labels flipped "
             f"(written in {time.perf_counter() - t0:.0f} s)"
         )
-        results = {"by hand": run(HAND, path, env), "skinfluence": run(OURS, path, env)}
+        results = {}
+        for _ in range(args.repeat):  # alternate, keep each side's fastest run
+            for name, code in (("by hand", HAND), ("skinfluence", OURS)):
+                r = run(code, path, env)
+                if name not in results or r["wall_s"] < results[name]["wall_s"]:
+                    results[name] = r
     hand, ours = results["by hand"], results["skinfluence"]
     print(f"\n{'':<14}{'wall s':>9}{'peak MB':>10}  stages (s since start)")
     for name, r in results.items():

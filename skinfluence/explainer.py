@@ -361,8 +361,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 "training objective, and routes them to the model's last step itself."
             )
         sample_weight = _check_sample_weight(sample_weight, _num_samples(X))
-        model = self._fit_model(inner, X, y, sample_weight, fit_params)
-        adapter = self._build_adapter(model, X, y, sample_weight)
+        model, X_steps = self._fit_model(inner, X, y, sample_weight, fit_params)
+        adapter = self._build_adapter(model, X, y, sample_weight, X_steps)
         stationarity, norms = self._check_stationarity(adapter)
         solver = self._fit_solver(adapter)
         # every step succeeded: only now is the fitted state replaced, all at once
@@ -380,7 +380,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return compute.Blocking(self._working_memory(), self.batch_size)
 
     def _fit_model(self, inner, X, y, sample_weight, fit_params):
-        """The model influence is taken for: the frozen one as it is, else a fitted clone."""
+        """The model influence is taken for: the frozen one as it is, else a fitted clone.
+
+        Returns ``(model, X_steps)``: ``X_steps`` is the training data through a
+        linear Pipeline's earlier steps when fitting computed it (None otherwise),
+        so the adapter need not transform it once more.
+        """
         if self._is_frozen():
             try:
                 check_is_fitted(inner)
@@ -390,16 +395,25 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                     "a frozen estimator is used as it is, so fit it first (or pass it "
                     "unfrozen to have the explainer fit a clone)."
                 ) from exc
-            return inner
+            return inner, None
+        if _fits_step_by_step(inner, fit_params):
+            model = clone(inner)
+            # what Pipeline.fit does (fit_transform of each earlier step, then fit the
+            # last), keeping the transformed training data
+            X_steps = model[:-1].fit_transform(X, y)
+            last_params = {} if sample_weight is None else {"sample_weight": sample_weight}
+            model.steps[-1][1].fit(X_steps, y, **last_params)
+            return model, X_steps
         model_fit_params = dict(fit_params)
         if sample_weight is not None:
             key = "sample_weight"
             if isinstance(inner, Pipeline):
                 key = f"{inner.steps[-1][0]}__sample_weight"
             model_fit_params[key] = sample_weight
-        return clone(inner).fit(X, y, **model_fit_params)
+        return clone(inner).fit(X, y, **model_fit_params), None
 
-    def _build_adapter(self, model, X, y, sample_weight):
+    def _build_adapter(self, model, X, y, sample_weight, X_steps=None):
+        options = {} if X_steps is None else {"X_steps": X_steps}
         return make_adapter(
             model,
             X,
@@ -413,6 +427,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             dtype=self.dtype,
             device=self.device,
             hessian_samples=self.hessian_samples,
+            **options,
         )
 
     def _check_stationarity(self, adapter):
@@ -1287,6 +1302,20 @@ _FIT_STATE = (
     "_cross_fitted_cache",
     "_train_cache",
 )
+
+
+def _fits_step_by_step(model, fit_params):
+    """Whether the explainer fits this Pipeline itself: one of linear models, nothing
+    routed to its steps, no caching, every earlier step a transformer."""
+    if not isinstance(model, Pipeline) or fit_params or model.memory is not None:
+        return False
+    last = model.steps[-1][1]
+    if not isinstance(last, SUPPORTED_LINEAR):
+        return False
+    return all(
+        step not in (None, "passthrough") and hasattr(step, "fit_transform")
+        for _, step in model.steps[:-1]
+    )
 
 
 def _as_numpy(a):

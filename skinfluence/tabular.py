@@ -98,7 +98,8 @@ def _read_csv_text(path, text_columns, progress=None):
             if col.dtype.kind in "iuf":
                 columns.append(col.to_numpy(dtype=float))
             else:
-                columns.append(col.astype(str).str.strip().to_numpy(dtype=object))
+                text = col.fillna("").astype(str).str.strip()
+                columns.append(text.to_numpy(dtype=object))
         del df
     else:
         columns = _read_rows_with_csv(path, header)
@@ -107,14 +108,28 @@ def _read_csv_text(path, text_columns, progress=None):
     return header, columns
 
 
+def _spellings(word):
+    """Every upper/lower-case spelling of ``word``."""
+    out = [""]
+    for ch in word:
+        out = [w + c for w in out for c in {ch.lower(), ch.upper()}]
+    return out
+
+
+#: MISSING as pandas matches it (exact cells): every case spelling of each token.
+_PANDAS_NA = sorted({w for token in MISSING for w in _spellings(token)})
+
+
 def _pandas_read(pd, fh, header, as_text):
-    # no NA parsing (MISSING decides, case-blind, after stripping): a column with any
-    # non-number cell stays text. pandas' parser gives float()'s values (checked on
-    # 400,000 numbers written by repr, %.6f and %.17g: no difference)
+    # only MISSING's tokens are missing (pandas' own NA list would also take "#N/A"...);
+    # a column with any other non-number cell stays text and is decided by MISSING after
+    # stripping. pandas' parser gives float()'s values (checked on 400,000 numbers
+    # written by repr, %.6f and %.17g: no difference)
     return pd.read_csv(
         fh,
         dtype={j: str for j, h in enumerate(header) if h in as_text},
-        na_filter=False,
+        keep_default_na=False,
+        na_values=_PANDAS_NA,
         index_col=False,
         header=0,
         names=range(len(header)),

@@ -343,3 +343,35 @@ def test_prediction_methods_need_a_fit():
 
     with pytest.raises(NotFittedError):
         InfluenceExplainer(LogisticRegression()).predict(np.zeros((2, 3)))
+
+
+def test_a_pipeline_fitted_step_by_step_is_the_one_pipeline_fit_gives(monkeypatch):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=120), rng.integers(0, 3, 120).astype(float)])
+    X[::11, 0] = np.nan
+    y = (np.nan_to_num(X[:, 0]) + X[:, 1] + rng.normal(size=120) > 1).astype(int)
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), [0]),
+            ("cat", OneHotEncoder(sparse_output=False), [1]),
+        ]
+    )
+    pipe = make_pipeline(pre, LogisticRegression(tol=1e-10, max_iter=5000))
+    w = rng.uniform(0.5, 2.0, 120)
+    ex = InfluenceExplainer(pipe).fit(X, y, sample_weight=w)
+    ref = clone(pipe).fit(X, y, logisticregression__sample_weight=w)
+    np.testing.assert_array_equal(ex.estimator_[-1].coef_, ref[-1].coef_)
+    np.testing.assert_array_equal(ex.estimator_.predict_proba(X), ref.predict_proba(X))
+    # the kept training design is what the fitted steps give, computed once
+    calls = []
+    original = ColumnTransformer.transform
+    monkeypatch.setattr(
+        ColumnTransformer, "transform", lambda self, Z: calls.append(1) or original(self, Z)
+    )
+    ex2 = InfluenceExplainer(pipe).fit(X, y, sample_weight=w)
+    assert calls == []
+    np.testing.assert_allclose(ex2._adapter.train_data.X, ref[:-1].transform(X), rtol=1e-15)

@@ -49,12 +49,14 @@ def make_adapter(
     blocking=None,
     copy_X=True,
     random_state=None,
+    X_steps=None,
     **torch_options,
 ):
     """Build the adapter for a fitted ``estimator`` trained on ``(X, y)``.
 
     ``blocking`` is the memory policy (:class:`skinfluence.blocking.Blocking`) the
-    adapter's sweeps over the training set use.
+    adapter's sweeps over the training set use. ``X_steps``, for a linear
+    Pipeline, is ``X`` already through its earlier steps (as fitting produced it).
     """
     check_supported(estimator)
     if _is_torch(final_step(estimator)):
@@ -76,7 +78,9 @@ def make_adapter(
             f"{', '.join(set_options)} only apply to torch nets; a linear model is "
             "differentiated exactly in float64."
         )
-    return LinearAdapter(estimator, X, y, sample_weight, blocking=blocking, copy_X=copy_X)
+    return LinearAdapter(
+        estimator, X, y, sample_weight, blocking=blocking, copy_X=copy_X, X_steps=X_steps
+    )
 
 
 __all__ = [

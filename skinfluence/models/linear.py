@@ -117,9 +117,14 @@ class LinearAdapter(ModelAdapter):
     copy_X : bool
         Copy the training features when they would otherwise share memory with
         the caller's array, so that later changes to it cannot alter results.
+    X_steps : array-like or None
+        ``X`` through the Pipeline's earlier steps, when the caller has it (it
+        is then not transformed again).
     """
 
-    def __init__(self, estimator, X, y, sample_weight=None, *, blocking=None, copy_X=True):
+    def __init__(
+        self, estimator, X, y, sample_weight=None, *, blocking=None, copy_X=True, X_steps=None
+    ):
         self.transform, model = split_pipeline(estimator)
         self.model = model
         self.blocking = blocking
@@ -127,7 +132,7 @@ class LinearAdapter(ModelAdapter):
         y_raw = np.asarray(y)
         if self.family != "squared" and y_raw.ndim == 2 and y_raw.shape[1] == 1:
             y_raw = y_raw.ravel()  # a column of labels, as prepare() accepts it
-        self._train = self.prepare(X, y)
+        self._train = self.prepare(X, y, X_steps=X_steps)
         if copy_X and self.transform is None and _shares_memory(self._train.X, X):
             self._train.X = self._train.X.copy()
         if self.transform is None and _same_container(self._train.X, X):
@@ -229,8 +234,10 @@ class LinearAdapter(ModelAdapter):
         return [(out, name) for out in outputs for name in names]
 
     # -- data ------------------------------------------------------------------
-    def prepare(self, X, y):
-        if self.transform is not None:
+    def prepare(self, X, y, X_steps=None):
+        if X_steps is not None:
+            X = X_steps
+        elif self.transform is not None:
             X = self.transform.transform(X)
         X = check_array(
             X,
