@@ -52,9 +52,10 @@ y_raw = df.pop("y").astype(str).to_numpy()
 classes, y = np.unique(y_raw, return_inverse=True)
 numeric = [i for i, c in enumerate(df.columns) if df[c].dtype.kind == "f"]
 text = [i for i in range(df.shape[1]) if i not in numeric]
+levels = {i: df.iloc[:, i].dropna().unique() for i in text}  # dense one-hot, as ours
 X = df.to_numpy(dtype=object)
 model = Pipeline([
-    ("preprocess", make_preprocessor({"numeric": numeric, "categorical": text})),
+    ("preprocess", make_preprocessor({"numeric": numeric, "categorical": text, "levels": levels})),
     ("model", LogisticRegression(C=1.0, tol=1e-8, max_iter=5000)),
 ])
 t["encode"] = time.perf_counter()

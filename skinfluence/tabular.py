@@ -47,7 +47,8 @@ def read_csv(path, *, text_columns=None, progress=None):
     columns : list of ndarray
         One array per column: float64 where pandas parsed every cell of a
         column as a number (the same values Python's ``float`` gives), else the
-        cells as stripped strings (object). Without pandas every column is text.
+        cells as strings (object; surrounding blanks are not part of a value:
+        :func:`encode_columns` strips them). Without pandas every column is text.
     """
     if not os.path.exists(path):
         raise TableError(f"no such file: {path}")
@@ -98,8 +99,8 @@ def _read_csv_text(path, text_columns, progress=None):
             if col.dtype.kind in "iuf":
                 columns.append(col.to_numpy(dtype=float))
             else:
-                text = col.fillna("").astype(str).str.strip()
-                columns.append(text.to_numpy(dtype=object))
+                # stripped by _decode, on the distinct cells only
+                columns.append(col.astype(object).fillna("").to_numpy(dtype=object))
         del df
     else:
         columns = _read_rows_with_csv(path, header)
@@ -154,33 +155,47 @@ def _read_rows_with_csv(path, header):
 
 
 # -- encoding ----------------------------------------------------------------------------
-def _is_missing(values):
-    if values.dtype.kind == "f":
-        return np.isnan(values)
-    if not len(values):
-        return np.zeros(0, dtype=bool)
-    lowered = np.char.lower(values.astype(str))
-    return np.isin(lowered, list(MISSING))
+def _distinct(values):
+    """Sorted distinct cells of a text column (as str) and each cell's position among them.
+
+    Everything after works on the distinct values only (a column of a million cells
+    has a handful), so a column costs one hashing pass.
+    """
+    pd = _pandas()
+    if pd is not None:
+        codes, uniques = pd.factorize(values, sort=True)
+        return np.asarray(uniques, dtype=str), codes
+    uniques, codes = np.unique(values.astype(str), return_inverse=True)
+    return uniques, codes
 
 
-def _as_numbers(values, missing):
-    """Floats (NaN where missing), or None when some present value is not a number."""
+def _decode(values):
+    """``(missing, numbers, codes, levels)`` of one column as :func:`read_csv` gives it.
+
+    ``numbers`` are floats (NaN where missing) when every present cell is a number,
+    else None and ``codes`` index the sorted present ``levels`` (NaN where missing).
+    """
     if values.dtype.kind == "f":
-        return values
-    out = np.full(len(values), np.nan)
+        return np.isnan(values), values, None, None
+    uniques, inverse = _distinct(values)
+    stripped = np.char.strip(uniques)
+    if len(uniques) and not np.array_equal(stripped, uniques):
+        # " a" and "a" are one level
+        uniques, merge = np.unique(stripped, return_inverse=True)
+        inverse = merge[inverse]
+    absent = np.isin(np.char.lower(uniques), list(MISSING)) if len(uniques) else uniques
+    missing = absent[inverse]
+    present = uniques[~absent]
     try:
-        out[~missing] = values[~missing].astype(str).astype(float)
+        parsed = present.astype(float)
     except ValueError:
-        return None
-    return out
-
-
-def _codes(values, missing):
-    """Text cells as codes into their sorted distinct values (NaN where missing)."""
-    levels, inverse = np.unique(values[~missing].astype(str), return_inverse=True)
-    codes = np.full(len(values), np.nan)
-    codes[~missing] = inverse
-    return codes, levels
+        parsed = None
+    table = np.full(len(uniques), np.nan)
+    if parsed is not None:
+        table[~absent] = parsed
+        return missing, table[inverse], None, None
+    table[~absent] = np.arange(len(present))
+    return missing, None, table[inverse], present
 
 
 def encode_columns(header, columns, target, drop=(), *, progress=None):
@@ -219,9 +234,11 @@ def encode_columns(header, columns, target, drop=(), *, progress=None):
     y_raw = columns[header.index(target)]
     if y_raw.dtype.kind == "f":  # only when read as numbers (read_csv keeps the target text)
         y_raw = np.array([format(v, "g") if v == v else "" for v in y_raw], dtype=object)
-    kept = ~_is_missing(y_raw)
+    uniques, inverse = _distinct(y_raw)
+    labels = np.char.strip(uniques) if len(uniques) else uniques
+    kept = ~np.isin(np.char.lower(labels), list(MISSING))[inverse]
     all_kept = bool(kept.all())
-    y = y_raw[kept].astype(str)
+    y = labels[inverse[kept]]
     classes = np.unique(y)
     if len(classes) < 2:
         found = f"only {str(classes[0])!r}" if len(classes) else "no labels at all"
@@ -240,12 +257,11 @@ def encode_columns(header, columns, target, drop=(), *, progress=None):
     for j, name in loop if progress is None else progress(loop, len(names)):
         values = columns[header.index(name)]
         values = values if all_kept else values[kept]
-        missing = _is_missing(values)
+        missing, numbers_, codes, levels = _decode(values)
         if missing.all():
             raise TableError(
                 f"column {name!r} has no values; leave it out with --drop {shlex.quote(name)}"
             )
-        numbers_ = _as_numbers(values, missing)
         if numbers_ is not None:
             if np.isinf(numbers_).any():
                 raise TableError(f"column {name!r} holds infinite values, which cannot be scaled")
@@ -260,7 +276,6 @@ def encode_columns(header, columns, target, drop=(), *, progress=None):
             kinds["numeric"].append(j)
             X[:, j] = numbers_
             continue
-        codes, levels = _codes(values, missing)
         if len(levels) > MAX_TEXT_LEVELS and len(levels) > 0.5 * len(values):
             raise TableError(
                 f"column {name!r} cannot be encoded: {len(levels)} distinct text values in "
@@ -273,6 +288,10 @@ def encode_columns(header, columns, target, drop=(), *, progress=None):
     return X, y, kinds, np.flatnonzero(kept)
 
 
+#: Up to this many one-hot columns in all, :func:`make_preprocessor` keeps its output dense.
+DENSE_LEVELS = 200
+
+
 def make_preprocessor(kinds, dense=False):
     """Median-imputed, scaled numeric columns next to one-hot encoded text columns.
 
@@ -281,7 +300,9 @@ def make_preprocessor(kinds, dense=False):
     kinds : dict
         Column positions by kind, as :func:`encode_columns` returns them.
     dense : bool, default=False
-        Dense one-hot output (for a torch net) instead of sparse.
+        Dense output (for a torch net). Otherwise the output is dense too when
+        the text columns have at most ``DENSE_LEVELS`` levels in all (as
+        ``kinds["levels"]`` tells), sparse when they have more.
 
     Returns
     -------
@@ -297,6 +318,9 @@ def make_preprocessor(kinds, dense=False):
     if kinds["numeric"]:
         numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
         transformers.append(("numeric", numeric, kinds["numeric"]))
+    levels = kinds.get("levels")
+    if levels is not None and sum(len(v) for v in levels.values()) <= DENSE_LEVELS:
+        dense = True  # a few one-hot columns: stacking them sparse costs more than it saves
     if kinds["categorical"]:
         categorical = make_pipeline(
             SimpleImputer(strategy="most_frequent"),
@@ -416,7 +440,7 @@ def write_ranked_csv(path, source, rows, order, scores, predicted, flagged):
         writer = csv.writer(fh)
         writer.writerow([*added, *map(escape_cell, header)])
         for r, i in enumerate(order, start=1):
-            cells = [escape_cell(col[rows[i]]) for col in columns]
+            cells = [escape_cell(col[rows[i]].strip()) for col in columns]
             writer.writerow(
                 [
                     r,
