@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch
 
 from skinfluence.compute import STATIONARITY_WARN, _progress
@@ -104,16 +105,17 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
     splits = _progress(splits, cv, "cross-fit", explainer.verbose, unit="fold")
     stationarity = []
     for k, (train, test) in enumerate(splits, start=1):
-        fold = clone(explainer).set_params(estimator=clone(model), verbose=0)
+        X_k, y_k = take_rows(X, train), take_rows(y, train)
+        w_k = None if sample_weight is None else sample_weight[train]
+        fold_model = _warm_started(model, explainer.estimator_)
+        if fold_model is not None:  # fitted here (clone() would drop the start), then frozen
+            fold_model = FrozenEstimator(fold_model.fit(X_k, y_k, **_weight_param(model, w_k)))
+        fold = clone(explainer).set_params(estimator=fold_model or clone(model), verbose=0)
         try:
             with warnings.catch_warnings():
                 # reported once for all folds below, not once per fold
                 warnings.filterwarnings("ignore", "The fitted parameters are not a stationary")
-                fold.fit(
-                    take_rows(X, train),
-                    take_rows(y, train),
-                    sample_weight=None if sample_weight is None else sample_weight[train],
-                )
+                fold.fit(X_k, y_k, sample_weight=w_k)
         except SingularHessianError as exc:
             raise SingularHessianError(
                 f"Refitting fold {k} of {cv} for a cross-fitted score: {exc}"
@@ -137,6 +139,46 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
     if proba is not None:
         result["held_out_proba"] = proba
     return result
+
+
+#: LogisticRegression solvers that start from ``coef_`` when ``warm_start=True``.
+_WARM_SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
+
+
+def _weight_param(model, sample_weight):
+    if sample_weight is None:
+        return {}
+    if isinstance(model, Pipeline):
+        return {f"{model.steps[-1][0]}__sample_weight": sample_weight}
+    return {"sample_weight": sample_weight}
+
+
+def _warm_started(model, fitted):
+    """An unfitted clone of ``model`` whose logistic regression starts from ``fitted``'s.
+
+    A fold's optimum is near the full model's, so its solver needs far fewer
+    iterations from there (measured: 23 instead of 49 L-BFGS iterations on 200,000
+    rows). The objective is strictly convex: the fold model is the same optimum, to
+    the solver's tolerance (a cold and a warm L-BFGS run stop about 1e-6 apart in
+    relative loss at ``tol=1e-12``). None for any other model (it is refitted
+    from a plain clone).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    out = clone(model)
+    last = out.steps[-1][1] if isinstance(out, Pipeline) else out
+    done = fitted.steps[-1][1] if isinstance(fitted, Pipeline) else fitted
+    if (
+        type(last) is LogisticRegression
+        and last.solver in _WARM_SOLVERS
+        and hasattr(done, "coef_")
+        and done.coef_.shape[0] == (1 if len(done.classes_) == 2 else len(done.classes_))
+    ):
+        last.set_params(warm_start=True)
+        last.coef_ = done.coef_.copy()
+        last.intercept_ = np.array(done.intercept_, dtype=float, copy=True)
+        return out
+    return None
 
 
 def _fold_proba(fold, X, classes):
