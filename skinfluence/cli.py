@@ -299,33 +299,62 @@ def _bar(desc, total=1, unit="step", **kwargs):
         unit=unit,
         file=sys.stderr,
         disable=not _stderr_is_terminal(),
-        dynamic_ncols=True,
         **kwargs,
     )
 
 
+@contextmanager
+def _stage(desc):
+    """One step of work shown as a bar that fills when the step is done."""
+    with _bar(desc) as bar:
+        yield
+        bar.update()
+
+
+class _CountingReader:
+    """A binary file handle whose reads move a progress bar."""
+
+    def __init__(self, fh, bar):
+        self._fh, self._bar = fh, bar
+
+    def read(self, size=-1):
+        data = self._fh.read(size)
+        self._bar.update(len(data))
+        return data
+
+    def read1(self, size=-1):  # what a TextIOWrapper around it calls
+        data = self._fh.read1(size)
+        self._bar.update(len(data))
+        return data
+
+    def readinto(self, buffer):
+        n = self._fh.readinto(buffer)
+        self._bar.update(n or 0)
+        return n
+
+    def __iter__(self):
+        return iter(self._fh)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+
 def _reading_bar(path):
-    """A wrapper of the input's file handle that counts the bytes read."""
+    """``progress`` of :func:`read_csv`: the bytes read, on a terminal only."""
     if not _stderr_is_terminal():
         return None
-    from tqdm import tqdm
 
+    @contextmanager
     def wrap(fh):
-        return tqdm.wrapattr(
-            fh,
-            "read",
-            total=os.path.getsize(path),
-            desc="skinfluence: reading",
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
+        total = os.path.getsize(path)
+        with _bar("reading", total=total, unit="B", unit_scale=True, unit_divisor=1024) as bar:
+            yield _CountingReader(fh, bar)
 
     return wrap
 
 
 def _columns_bar(iterable, total):
-    bar = _bar("encoding", total=total, unit="column")
-    with bar:
+    with _bar("encoding", total=total, unit="column") as bar:
         for item in iterable:
             yield item
             bar.update()
@@ -345,7 +374,7 @@ def _fit_explainer(model_name, X, y_index, kinds, n_classes, args):
     ex = InfluenceExplainer(
         model, damping=damping, random_state=args.seed, verbose=int(_stderr_is_terminal())
     )
-    with _bar(f"fitting {model_name}"):
+    with _stage(f"fitting {model_name}"):
         ex.fit(X, y_index)
     return ex
 
@@ -395,7 +424,9 @@ def _mislabels(args):
         else:
             model_name = args.model
             ex = _fit_explainer(model_name, X, y_index, kinds, len(classes), args)
-        with _bar("scoring"):
+        if can_flag:  # the fold refits, one bar of their own (the explainer's verbose)
+            ex.cross_fitted_losses(cv=args.cv)
+        with _stage("scoring"):
             scores = ex.mislabel_scores(args.method, cv=args.cv)
             flagged = np.zeros(len(y), dtype=bool)
             if can_flag:

@@ -10,6 +10,7 @@ spreadsheet, a terminal) inert.
 
 import csv
 import os
+from contextlib import nullcontext
 import shlex
 import unicodedata
 
@@ -38,8 +39,9 @@ def read_csv(path, *, text_columns=None, progress=None):
         Columns always kept as text (the target: its labels are printed as
         written). None keeps every column as text.
     progress : callable or None, default=None
-        Wraps the open binary file handle (e.g. to count the bytes read);
-        used with pandas only.
+        ``progress(fh)``: a context manager giving a wrapper of the open binary
+        file handle (e.g. ``tqdm.wrapattr`` to count the bytes read); used with
+        pandas only.
 
     Returns
     -------
@@ -86,7 +88,8 @@ def _read_csv_text(path, text_columns, progress=None):
         as_text = header if text_columns is None else [h for h in header if h in text_columns]
         try:
             with open(path, "rb") as raw:
-                df = _pandas_read(pd, raw if progress is None else progress(raw), header, as_text)
+                with nullcontext(raw) if progress is None else progress(raw) as fh:
+                    df = _pandas_read(pd, fh, header, as_text)
         except UnicodeDecodeError:
             raise
         except ValueError as exc:  # pandas' ParserError and EmptyDataError

@@ -488,3 +488,99 @@ def test_package_attributes_load_on_first_use():
         "    raise SystemExit('no AttributeError')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- progress and the model choice -----------------------------------------------------------
+def test_progress_on_a_terminal_and_quiet_when_piped(good_csv):
+    import os
+    import pty
+
+    import fcntl
+    import struct
+    import termios
+
+    path, *_ = good_csv
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "skinfluence", "mislabels", str(path), "--target", "label"],
+            stdout=subprocess.PIPE,
+            stderr=child,
+            timeout=300,
+        )
+        os.close(child)
+        chunks = []
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(main)
+    assert proc.returncode == 0
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    for stage in ("reading", "encoding", "fitting logreg", "cross-fit", "scoring"):
+        # every stage's bar is drawn, and filled when the stage is done
+        assert re.search(rf"{stage}: 100%", shown), (stage, shown)
+    piped = run("mislabels", path, "--target", "label")
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+def _pooled_cv_log_loss(model, X, y, seed):
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return log_loss(y, cross_val_predict(model, X, y, cv=folds, method="predict_proba"))
+
+
+@pytest.mark.parametrize("shape", ["rings", "line"])
+def test_model_auto_picks_what_cross_validation_by_hand_picks(shape, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    import argparse
+
+    import torch
+    from sklearn.datasets import make_circles
+
+    from skinfluence.cli import MODELS
+    from skinfluence.tabular import encode_columns, read_csv
+
+    if shape == "rings":  # no line separates them: the net wins
+        X, y = make_circles(n_samples=240, noise=0.08, factor=0.5, random_state=0)
+    else:  # a line and few rows: the net overfits
+        X, y = make_classification(
+            n_samples=80,
+            n_features=8,
+            n_informative=2,
+            n_redundant=0,
+            flip_y=0.15,
+            random_state=1,
+        )
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*(f"x{j}" for j in range(X.shape[1])), "y"])
+        w.writerows([*(f"{v:.6f}" for v in row), lab] for row, lab in zip(X, y, strict=True))
+    res = run("mislabels", path, "--target", "y", "--model", "auto", "--epochs", "300")
+    assert res.returncode == 0, res.stderr
+    picked = re.search(r"model: auto picked (\w+) by 5-fold", res.stdout).group(1)
+    printed = dict(re.findall(r"(logreg|mlp) (\d\.\d+)", res.stdout.split("picked")[1]))
+
+    # by hand: the command line's own pipelines, scikit-learn's cross_val_predict
+    header, columns = read_csv(str(path), text_columns={"y"})
+    Xe, ye, kinds, _ = encode_columns(header, columns, "y")
+    codes = np.unique(ye, return_inverse=True)[1]
+    args = argparse.Namespace(C=1.0, epochs=300, seed=0)
+    by_hand = {}
+    for name in ("logreg", "mlp"):
+        torch.manual_seed(0)
+        by_hand[name] = _pooled_cv_log_loss(MODELS[name](Xe, kinds, 2, args), Xe, codes, 0)
+    assert picked == min(by_hand, key=by_hand.get)
+    assert abs(by_hand["logreg"] - by_hand["mlp"]) > 0.05  # a clear choice, not a seed's
+    assert float(printed["logreg"]) == pytest.approx(by_hand["logreg"], abs=2e-4)
+    assert f"model: {picked}," in res.stdout
