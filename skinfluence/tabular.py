@@ -10,9 +10,9 @@ spreadsheet, a terminal) inert.
 
 import csv
 import os
-from contextlib import nullcontext
 import shlex
 import unicodedata
+from contextlib import nullcontext
 
 import numpy as np
 

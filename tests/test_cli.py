@@ -492,10 +492,9 @@ def test_package_attributes_load_on_first_use():
 
 # -- progress and the model choice -----------------------------------------------------------
 def test_progress_on_a_terminal_and_quiet_when_piped(good_csv):
+    import fcntl
     import os
     import pty
-
-    import fcntl
     import struct
     import termios
 
