@@ -361,7 +361,7 @@ def _columns_bar(iterable, total):
 
 
 def _fit_explainer(model_name, X, y_index, kinds, n_classes, args):
-    """The explainer of one ``--model``, fitted, with its cross-fitted losses when asked."""
+    """The explainer of one ``--model``, fitted (folds shuffled with ``--seed``)."""
     from skinfluence import InfluenceExplainer
 
     model = MODELS[model_name](X, kinds, n_classes, args)
