@@ -109,7 +109,7 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
         w_k = None if sample_weight is None else sample_weight[train]
         fold_model = _warm_started(model, explainer.estimator_)
         if fold_model is not None:  # fitted here (clone() would drop the start), then frozen
-            fold_model = FrozenEstimator(fold_model.fit(X_k, y_k, **_weight_param(model, w_k)))
+            fold_model = _fit_warm(fold_model, model, X_k, y_k, _weight_param(model, w_k))
         fold = clone(explainer).set_params(estimator=fold_model or clone(model), verbose=0)
         try:
             with warnings.catch_warnings():
@@ -143,6 +143,20 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
 
 #: LogisticRegression solvers that start from ``coef_`` when ``warm_start=True``.
 _WARM_SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
+
+
+def _fit_warm(warm, model, X, y, params):
+    """The warm-started fold model, frozen; a cold refit when the start does not fit.
+
+    A fold whose training rows lack a category has fewer one-hot columns than the
+    full model has coefficients; scikit-learn refuses that start.
+    """
+    try:
+        return FrozenEstimator(warm.fit(X, y, **params))
+    except ValueError as exc:
+        if "nitial" not in str(exc):  # "Initialization coef is of shape ..."
+            raise
+        return FrozenEstimator(clone(model).fit(X, y, **params))
 
 
 def _weight_param(model, sample_weight):

@@ -266,3 +266,18 @@ def test_held_out_proba_is_cross_val_predict_on_the_same_folds():
         np.testing.assert_allclose(
             got.held_out, -np.log(expected[np.arange(len(y)), y]), rtol=LBFGS_RTOL
         )
+
+
+def test_a_fold_without_some_category_is_refitted_cold():
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, (100, 1)).astype(float)
+    X[5, 0] = 7  # a level on one row: the fold without it has one column fewer
+    y = (rng.random(100) < 0.5).astype(int)
+    model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression(**TIGHT))
+    ex = InfluenceExplainer(model).fit(X, y)
+    expected = np.empty(len(y))
+    for train, test in StratifiedKFold(5).split(X, y):
+        expected[test] = _log_loss_rows(_exact(model).fit(X[train], y[train]), X[test], y[test])
+    np.testing.assert_allclose(ex.mislabel_scores("cv_loss"), expected, rtol=LBFGS_RTOL)
