@@ -1116,7 +1116,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ranked = mislabel.rank_suspects(scores, k=k, fraction=fraction)
         if k is None and fraction is None:
             flagged = mislabel.flag_mislabeled(
-                np.searchsorted(self.classes_, _as_numpy(self._fit_inputs[1])),
+                np.searchsorted(self.classes_, as_target_array(self._fit_inputs[1], self.n_train_)),
                 self.cross_fitted_losses(cv=cv).held_out_proba,
                 scores,
             )
@@ -1316,11 +1316,6 @@ def _fits_step_by_step(model, fit_params):
         step not in (None, "passthrough") and hasattr(step, "fit_transform")
         for _, step in model.steps[:-1]
     )
-
-
-def _as_numpy(a):
-    """A host numpy view of labels that may be a torch tensor."""
-    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
 def _indexable(a, copy):

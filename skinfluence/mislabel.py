@@ -243,12 +243,16 @@ def estimate_n_errors(labels, proba):
     n_errors : int
         Between 0 and ``n_samples``.
     """
-    labels, proba = _labels_and_proba(labels, proba)
+    return round(float(_wrong_per_class(*_labels_and_proba(labels, proba)).sum()))
+
+
+def _wrong_per_class(labels, proba):
+    """Each class's estimated number of wrong labels (unrounded), from the calibrated joint."""
     joint, _ = confident_joint(labels, proba)
     counts = np.bincount(labels, minlength=proba.shape[1])
     rows = joint.sum(axis=1)
     kept = np.divide(np.diag(joint), rows, out=np.ones(len(rows)), where=rows > 0)
-    return round(float(np.sum(counts * (1.0 - kept))))
+    return counts * (1.0 - kept)
 
 
 def flag_mislabeled(labels, proba, scores):
@@ -283,12 +287,9 @@ def flag_mislabeled(labels, proba, scores):
     scores = np.asarray(scores, dtype=float)
     if scores.shape != labels.shape:
         raise ValueError(f"scores must have shape {labels.shape}, got {scores.shape}.")
-    joint, _ = confident_joint(labels, proba)
-    counts = np.bincount(labels, minlength=proba.shape[1])
-    rows = joint.sum(axis=1)
     flagged = np.zeros(len(labels), dtype=bool)
-    for i in np.flatnonzero(rows > 0):
-        n_wrong = round(float(counts[i] * (1.0 - joint[i, i] / rows[i])))
+    for i, wrong in enumerate(_wrong_per_class(labels, proba)):
+        n_wrong = round(float(wrong))
         members = np.flatnonzero(labels == i)
         flagged[members[np.argsort(-scores[members], kind="stable")[:n_wrong]]] = True
     flagged &= proba.argmax(axis=1) != labels

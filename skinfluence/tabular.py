@@ -182,11 +182,11 @@ def _decode(values):
         return np.isnan(values), values, None, None
     uniques, inverse = _distinct(values)
     stripped = np.char.strip(uniques)
-    if len(uniques) and not np.array_equal(stripped, uniques):
+    if not np.array_equal(stripped, uniques):
         # " a" and "a" are one level
         uniques, merge = np.unique(stripped, return_inverse=True)
         inverse = merge[inverse]
-    absent = np.isin(np.char.lower(uniques), list(MISSING)) if len(uniques) else uniques
+    absent = np.isin(np.char.lower(uniques), list(MISSING))
     missing = absent[inverse]
     present = uniques[~absent]
     try:
@@ -238,7 +238,7 @@ def encode_columns(header, columns, target, drop=(), *, progress=None):
     if y_raw.dtype.kind == "f":  # only when read as numbers (read_csv keeps the target text)
         y_raw = np.array([format(v, "g") if v == v else "" for v in y_raw], dtype=object)
     uniques, inverse = _distinct(y_raw)
-    labels = np.char.strip(uniques) if len(uniques) else uniques
+    labels = np.char.strip(uniques)
     kept = ~np.isin(np.char.lower(labels), list(MISSING))[inverse]
     all_kept = bool(kept.all())
     y = labels[inverse[kept]]
