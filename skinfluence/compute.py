@@ -64,11 +64,29 @@ def _dense(M):
     return M.toarray() if sp.issparse(M) else np.asarray(M)
 
 
-def solved_test_gradients(adapter, solver, test_data):
-    """``H^-1 g_t`` for every test sample, as rows ``(n_test, n_params)``."""
-    G = check_finite(_dense(adapter.per_sample_gradients(test_data)), "The test-point gradients")
-    A = np.ascontiguousarray(solver.solve(G.T).T)
-    return check_finite(A, "The solved test directions H^-1 g_test")
+def _check_native(adapter, values, what):
+    """:func:`check_finite` for an array of the adapter's backend (no host copy)."""
+    if not adapter.backend.all_finite(values):
+        raise NonFiniteError(f"{what} overflowed to inf or NaN: {_OVERFLOW_ADVICE}")
+    return values
+
+
+def solved_test_gradients(adapter, solver, test_data, *, native=False):
+    """``H^-1 g_t`` for every test sample, as rows ``(n_test, n_params)``.
+
+    With ``native=True`` the rows stay in the adapter's backend (a net's device),
+    else they come back as float64 numpy.
+    """
+    G = _check_native(adapter, adapter.gradients(test_data), "The test-point gradients")
+    A = _check_native(adapter, solver.solve(G.T).T, "The solved test directions H^-1 g_test")
+    return A if native else adapter.backend.to_numpy(A)
+
+
+def _as_products(adapter, A):
+    """``-A^T`` in the form :meth:`gradients_dot` multiplies with."""
+    if isinstance(A, np.ndarray):
+        return adapter.asarray(np.ascontiguousarray(-A.T))
+    return adapter.asarray(-A.T)
 
 
 def _streamed_rows(adapter, n_test, policy, output_blocks=0):
@@ -78,7 +96,7 @@ def _streamed_rows(adapter, n_test, policy, output_blocks=0):
     return policy.rows(adapter.n_train, per_row)
 
 
-def _needs_output_check(A, train_norm_max, itemsize=8):
+def _needs_output_check(A, train_norm_max, itemsize=8, backend=None):
     """Whether products with the training gradients could overflow (Cauchy-Schwarz).
 
     ``|g_i . a_t| <= ||g_i|| ||a_t||``: with the largest training gradient norm known
@@ -89,7 +107,12 @@ def _needs_output_check(A, train_norm_max, itemsize=8):
     if train_norm_max is None:
         return True
     dtype = {8: np.float64, 4: np.float32}.get(itemsize, np.float16)
-    a_max = float(np.sqrt(np.max(np.einsum("ij,ij->i", A, A)))) if A.size else 0.0
+    if A.shape[0] == 0:
+        a_max = 0.0
+    elif isinstance(A, np.ndarray):
+        a_max = float(np.sqrt(np.max(np.einsum("ij,ij->i", A, A))))
+    else:
+        a_max = backend.scalar(backend.row_dots(A, A).max()) ** 0.5
     return not train_norm_max * a_max < 1e-8 * float(np.finfo(dtype).max)
 
 
@@ -100,9 +123,9 @@ def iter_influence_blocks(adapter, solver, test_data, *, policy, verbose=0, trai
     ``train_slice``. Peak temporary memory: one block of training gradients and
     one output block, bounded by the policy's ``working_memory``.
     """
-    A = solved_test_gradients(adapter, solver, test_data)
-    check = _needs_output_check(A, train_norm_max, adapter.itemsize)
-    M = adapter.asarray(np.ascontiguousarray(-A.T))
+    A = solved_test_gradients(adapter, solver, test_data, native=True)
+    check = _needs_output_check(A, train_norm_max, adapter.itemsize, adapter.backend)
+    M = _as_products(adapter, A)
     train = adapter.train_data
     # a consumer holds one yielded block while the next is made: two alive at once
     blocks = _streamed_rows(adapter, A.shape[0], policy, output_blocks=2)
@@ -119,9 +142,9 @@ def influence_matrix(adapter, solver, test_data, *, policy, verbose=0, train_nor
     ``train_norm_max``: the largest training gradient norm, when known; with it the
     output is proven finite by a bound instead of scanned (see ``_needs_output_check``).
     """
-    A = solved_test_gradients(adapter, solver, test_data)
-    check = _needs_output_check(A, train_norm_max, adapter.itemsize)
-    M = adapter.asarray(np.ascontiguousarray(-A.T))
+    A = solved_test_gradients(adapter, solver, test_data, native=True)
+    check = _needs_output_check(A, train_norm_max, adapter.itemsize, adapter.backend)
+    M = _as_products(adapter, A)
     # Written as (n_train, n_test) so each block lands in contiguous rows, and
     # returned as its (Fortran-ordered) transpose: no copy of the output.
     out_t = np.empty((adapter.n_train, A.shape[0]))
@@ -151,9 +174,9 @@ def self_influence(adapter, solver, data, *, policy, verbose=0):
         if W is not None:
             Z = adapter.gradients_dot(blk, W)
             out[idx] = np.einsum("ij,ij->i", Z, Z)
-        else:
-            G = _dense(adapter.per_sample_gradients(blk))
-            out[idx] = np.einsum("ij,ji->i", G, solver.solve(G.T))
+        else:  # every row of the block solved at once (block CG), in the backend
+            G = adapter.gradients(blk)
+            out[idx] = adapter.backend.to_numpy(adapter.backend.row_dots(G, solver.solve(G.T).T))
     return check_finite(out, "Self-influence")
 
 
@@ -171,7 +194,7 @@ def losses(adapter, data, *, policy, verbose=0):
 
 def perturbation_influence(adapter, solver, test_data, train_data, *, policy, verbose=0):
     """``I_pert,loss`` for every (test, train) pair, ``(n_test, n_train_sel, n_features)``."""
-    U = solved_test_gradients(adapter, solver, test_data)
+    U = solved_test_gradients(adapter, solver, test_data, native=True)
     n = adapter.n_samples(train_data)
     parts = []
     per_row = adapter.itemsize * U.shape[0] * max(adapter.n_params, 1) * 2

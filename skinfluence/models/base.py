@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from skinfluence.backend import NUMPY
 from skinfluence.blocking import Blocking
 
 
@@ -104,6 +105,8 @@ class ModelAdapter(ABC):
     family_name: str = "model"
     #: Class labels for classifiers, None for regressors.
     classes_ = None
+    #: The arrays solvers compute in (numpy here; a net's adapter: torch on its device).
+    backend = NUMPY
     #: The training X exactly as passed (same values, dtype and container) when the
     #: prepared training data already holds it, else None: saves a second copy.
     train_inputs = None
@@ -128,6 +131,10 @@ class ModelAdapter(ABC):
     @abstractmethod
     def per_sample_gradients(self, data):
         """Gradients of the per-sample loss, ``(n, n_params)``; may be sparse."""
+
+    def gradients(self, data):
+        """Per-sample gradients as a dense float64 array of :attr:`backend`."""
+        return self.backend.asarray(self.per_sample_gradients(data))
 
     def parameter_labels(self, feature_names):
         """One label per parameter, in the flat layout (``theta[j]`` by default).

@@ -22,6 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_array, check_random_state
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from skinfluence.backend import TorchBackend
 from skinfluence.models.base import ModelAdapter, as_target_array, split_pipeline
 
 HESSIAN_KINDS = ("exact", "gauss-newton")
@@ -449,8 +450,22 @@ class TorchAdapter(ModelAdapter):
         return out
 
     def asarray(self, A):
-        """A float array moved to the adapter's device and dtype."""
+        """A float array (numpy or a tensor) in the adapter's device and dtype."""
+        if isinstance(A, torch.Tensor):
+            return A.detach().to(device=self.device, dtype=self.dtype)
         return torch.as_tensor(np.asarray(A), dtype=self.dtype, device=self.device)
+
+    @property
+    def backend(self):
+        """float64 torch on the net's device: what solvers iterate in."""
+        if getattr(self, "_backend", None) is None or self._backend.device != self.device:
+            self._backend = TorchBackend(self.device)
+        return self._backend
+
+    def gradients(self, data):
+        """Per-sample gradients ``(n, n_params)`` as a float64 tensor on the device."""
+        with _eval_mode(self.module):
+            return self._grads(data).to(torch.float64)
 
     @property
     def itemsize(self):
@@ -548,10 +563,17 @@ class TorchAdapter(ModelAdapter):
         return vmap(one)(Vd)
 
     def hvp(self, V, indices=None):
-        V = np.asarray(V, dtype=np.float64)
+        """``H V``; a tensor ``V`` (float64, on the device) gives a tensor back, unmoved.
+
+        numpy in, float64 numpy out (the host interface); the native form is what
+        solvers iterate with, so their vectors never leave the device.
+        """
+        native = isinstance(V, torch.Tensor)
+        if not native:
+            V = np.asarray(V, dtype=np.float64)
         squeeze = V.ndim == 1
         V = V.reshape(self.n_params, -1)
-        Vt = self.asarray(V.T)  # (m, P)
+        Vt = self.asarray(V.T)  # (m, P) in the net's dtype
         Vd = self._unflat(Vt, batch=True)
         if indices is None:
             data, w = self._hessian_data()
@@ -565,7 +587,9 @@ class TorchAdapter(ModelAdapter):
             for blk, idx in self._blocks(data, self._row_bytes(4) * max(m, 1)):
                 total += self._flat(self._hvp_block(blk, w[idx], Vd), batch=True)
         total += self._lam_t * Vt
-        res = total.double().cpu().numpy().T
+        res = total.T.to(torch.float64)
+        if not native:
+            res = res.cpu().numpy()
         return res[:, 0] if squeeze else res
 
     def hessian(self):

@@ -5,6 +5,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from skinfluence.backend import NUMPY, backend_of
 from skinfluence.constraints import Interval, check_params
 from skinfluence.exceptions import NonFiniteError, SingularHessianError
 
@@ -72,15 +73,34 @@ class HessianSolver(BaseEstimator):
         return None
 
     def _null_projector(self, problem):
+        """Keep the problem's backend and its exact flat directions (host and native)."""
+        self._xp = backend_of(problem)
         N = problem.null_space()
         self.null_basis_ = None if N is None or N.shape[1] == 0 else np.asarray(N)
+        self._null_native = None if self.null_basis_ is None else self._xp.asarray(N)
+
+    @property
+    def backend(self):
+        """The arrays this solver computes in (numpy, or torch on the net's device)."""
+        return getattr(self, "_xp", NUMPY)
 
     def _project(self, B):
         """Remove the exact null-space component (gradients have none)."""
         N = self.null_basis_
         if N is None:
             return B
+        if not isinstance(B, np.ndarray):
+            N = self._null_native
         return B - N @ (N.T @ B)
+
+    def _native(self, B):
+        """``(B as a float64 native array, whether the caller gave a host array)``."""
+        xp = self.backend
+        return xp.asarray(B), not xp.is_native(B) or xp is NUMPY
+
+    def _returned(self, X, host):
+        """``X`` in the caller's kind: numpy for a host caller, else native."""
+        return self.backend.to_numpy(X) if host else X
 
     def summary(self):
         """Fitted facts worth showing a user (dict of name -> value)."""

@@ -6,13 +6,15 @@ from typing import ClassVar
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from skinfluence.constraints import NONE, POSITIVE_INT, Interval
+from skinfluence.constraints import NONE, POSITIVE_INT, RANDOM_STATE, Interval, Options
+from skinfluence.exceptions import InvalidParameterError
 from skinfluence.solvers.base import (
     HessianSolver,
     NonFiniteError,
     SingularHessianError,
     damping_advice,
 )
+from skinfluence.solvers.preconditioners import PRECONDITIONERS
 
 #: Bounds of the Lanczos run behind the damping advice (restarts, and vectors each).
 ADVICE_MAX_RESTARTS = 20
@@ -38,6 +40,19 @@ class CGSolver(HessianSolver):
         precision it acts as machine precision).
     max_iter : int >= 1 or None, default=None
         Iterations at most; None means ``10 * n_params``.
+    preconditioner : {None, "lowrank", "kfac", "ekfac"}, default=None
+        Built once at fit and applied at every iteration; CG still solves the
+        exact (damped) system to ``tol``, so the answer is unchanged and only the
+        iterations drop. "lowrank" deflates the ``rank`` largest eigenpairs of
+        ``H + damping I`` (``V (Lambda^-1 - 1/sigma) V^T + I/sigma``, ``sigma``
+        the next eigenvalue), found by randomized subspace iteration on blocks of
+        HVPs; "kfac"/"ekfac" use the Kronecker-factored curvature of a net's
+        ``nn.Linear``/``nn.Conv2d`` layers (see :class:`EKFACSolver`).
+    rank : int >= 1 or None, default=None
+        Eigenpairs of the "lowrank" preconditioner; None means 50 (fewer for a
+        small model).
+    random_state : int, RandomState or None, default=None
+        Seed of the "lowrank" preconditioner's random start.
     """
 
     name = "cg"
@@ -45,20 +60,44 @@ class CGSolver(HessianSolver):
         **HessianSolver._parameter_table,
         "tol": [Interval("real", 0, 1, closed="neither")],
         "max_iter": [POSITIVE_INT, NONE],
+        "preconditioner": [Options(*PRECONDITIONERS), NONE],
+        "rank": [POSITIVE_INT, NONE],
+        "random_state": RANDOM_STATE,
     }
 
-    def __init__(self, damping=0.0, tol=1e-8, max_iter=None):
+    def __init__(
+        self,
+        damping=0.0,
+        tol=1e-8,
+        max_iter=None,
+        preconditioner=None,
+        rank=None,
+        random_state=None,
+    ):
         super().__init__(damping)
         self.tol = tol
         self.max_iter = max_iter
+        self.preconditioner = preconditioner
+        self.rank = rank
+        self.random_state = random_state
 
     def fit(self, problem):
-        """Keep ``problem`` for its Hessian-vector products; returns self."""
+        """Keep ``problem`` for its HVPs and build the preconditioner; returns self."""
         self.check_params()
+        if self.rank is not None and self.preconditioner != "lowrank":
+            raise InvalidParameterError(
+                f"The 'rank' option of solver='cg' sizes preconditioner='lowrank', got "
+                f"rank={self.rank!r} with preconditioner={self.preconditioner!r}: pass "
+                "preconditioner='lowrank' or leave rank unset."
+            )
         self._null_projector(problem)
         self._problem = problem
         self.residual_ = 0.0
         self.n_iter_ = 0
+        self._preconditioner = None
+        if self.preconditioner is not None:
+            cls = PRECONDITIONERS[self.preconditioner]
+            self._preconditioner = cls(self).fit(problem)
         return self
 
     def _matvec(self, V):
@@ -92,73 +131,97 @@ class CGSolver(HessianSolver):
         return damping_advice(lowest, largest)
 
     def solve(self, B):
-        """``H^-1 B`` by conjugate gradient, all columns at once."""
-        B = self._project(np.asarray(B, dtype=np.float64))
+        """``H^-1 B`` by (preconditioned) conjugate gradient, all columns at once.
+
+        ``B`` is numpy (the answer is numpy) or an array of the problem's backend
+        (the answer stays there): every iteration runs in that backend, so a net's
+        CG never leaves its device.
+        """
+        B, host = self._native(B)
+        B = self._project(B)
         squeeze = B.ndim == 1
         B = B.reshape(B.shape[0], -1)
+        X = self._cg(B)
+        return self._returned(X[:, 0] if squeeze else X, host)
+
+    def _cg(self, B):
+        xp = self.backend
         max_iter = self.max_iter or 10 * B.shape[0]
-        X = np.zeros_like(B)
-        R = B.copy()
-        P = R.copy()
-        bnorm = np.linalg.norm(B, axis=0)
+        M = self._preconditioner
+        X = xp.zeros(B.shape)
+        R = xp.copy(B)
+        Z = R if M is None else self._project(M.apply(R))
+        P = xp.copy(Z)
+        bnorm = xp.col_dots(B, B) ** 0.5
         bnorm[bnorm == 0] = 1.0
-        rs = (R * R).sum(axis=0)
+        rs = xp.col_dots(R, R)
+        rz = rs if M is None else xp.col_dots(R, Z)
         # a tol below machine precision cannot be reached: it acts as machine precision
         tol = max(float(self.tol), np.finfo(float).eps)
         # a column whose residual is exactly 0 is solved (its direction would be 0 too)
-        active = (np.sqrt(rs) / bnorm > tol) & (rs > 0)
+        active = ((rs**0.5) / bnorm > tol) & (rs > 0)
         it = 0
-        while active.any() and it < max_iter:
-            cols = np.flatnonzero(active)
-            HP = self._project(self._matvec(P[:, cols]))
-            curv = (P[:, cols] * HP).sum(axis=0)
-            if not np.all(np.isfinite(curv)):
+        while bool(active.any()) and it < max_iter:
+            cols = xp.flatnonzero(active)
+            Pc = P[:, cols]
+            HP = self._project(self._matvec(Pc))
+            curv = xp.col_dots(Pc, HP)
+            if not xp.all_finite(curv):
                 raise NonFiniteError(
                     "A Hessian-vector product overflowed (inf or NaN) in conjugate gradient: "
                     "standardise the features (or targets), or add damping."
                 )
-            pp = (P[:, cols] ** 2).sum(axis=0)
+            pp = xp.col_dots(Pc, Pc)
             bad = (curv <= 0) & (pp > np.finfo(float).tiny)  # real, not underflowed
-            if bad.any():
-                q = curv[bad] / pp[bad]
+            if bool(bad.any()):
+                q = xp.scalar((curv[bad] / pp[bad]).min())
                 raise SingularHessianError(
                     "Conjugate gradient met non-positive curvature "
-                    f"(p^T H p / p^T p = {q.min():.3g} with damping={self.damping:g}): the "
+                    f"(p^T H p / p^T p = {q:.3g} with damping={self.damping:g}): the "
                     "Hessian plus damping is not positive definite. Pass "
-                    f"damping={self._advice(q.min()):.3g} (or more)."
+                    f"damping={self._advice(q):.3g} (or more)."
                 )
-            if np.any(curv <= 0):  # directions underflowed to 0: those columns are solved
-                stalled = cols[curv <= 0]
-                active[stalled] = False
+            if bool((curv <= 0).any()):  # directions underflowed to 0: those are solved
+                active[cols[curv <= 0]] = False
                 keep = curv > 0
-                cols, HP, curv = cols[keep], HP[:, keep], curv[keep]
-                if cols.size == 0:
+                cols, Pc, HP, curv = cols[keep], Pc[:, keep], HP[:, keep], curv[keep]
+                if cols.shape[0] == 0:
                     break
-            alpha = rs[cols] / curv
-            X[:, cols] += alpha * P[:, cols]
-            R[:, cols] -= alpha * HP
-            rs_new = (R[:, cols] ** 2).sum(axis=0)
-            P[:, cols] = R[:, cols] + (rs_new / rs[cols]) * P[:, cols]
-            rs[cols] = rs_new
-            active[cols] = (np.sqrt(rs_new) / bnorm[cols] > tol) & (rs_new > 0)
+            alpha = rz[cols] / curv
+            X[:, cols] += alpha * Pc
+            Rc = R[:, cols] - alpha * HP
+            R[:, cols] = Rc
+            rs_new = xp.col_dots(Rc, Rc)
+            if M is None:
+                Zc, rz_new = Rc, rs_new
+            else:
+                Zc = self._project(M.apply(Rc))
+                rz_new = xp.col_dots(Rc, Zc)
+            P[:, cols] = Zc + (rz_new / rz[cols]) * Pc
+            rs[cols], rz[cols] = rs_new, rz_new
+            active[cols] = ((rs_new**0.5) / bnorm[cols] > tol) & (rs_new > 0)
             it += 1
-        worst = float(np.max(np.sqrt(rs) / bnorm)) if rs.size else 0.0
+        worst = xp.scalar(((rs**0.5) / bnorm).max()) if rs.shape[0] else 0.0
         self.n_iter_ = max(self.n_iter_, it)
         self.residual_ = max(self.residual_, worst)
-        if active.any():
+        if bool(active.any()):
             warnings.warn(
                 f"Conjugate gradient did not converge in {max_iter} iterations: "
                 f"worst relative residual {worst:.3g} > tol={self.tol:g}. Increase "
-                "max_iter, add damping, or use solver='direct'.",
+                "max_iter, add damping, use a preconditioner, or use solver='direct'.",
                 ConvergenceWarning,
-                stacklevel=5,  # the caller of the explainer's method
+                stacklevel=6,  # the caller of the explainer's method
             )
-        return X[:, 0] if squeeze else X
+        return X
 
     def summary(self):
-        """Damping, iterations run and the worst relative residual."""
-        return {
+        """Damping, iterations run, the worst relative residual and the preconditioner."""
+        out = {
             "damping": float(self.damping),
             "CG iterations": self.n_iter_,
             "CG worst relative residual": self.residual_,
         }
+        if self._preconditioner is not None:
+            out["preconditioner"] = self.preconditioner
+            out.update(self._preconditioner.summary())
+        return out

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import scipy.linalg as sla
 
+from skinfluence.backend import NUMPY
 from skinfluence.solvers.base import (
     HessianSolver,
     NonFiniteError,
@@ -83,6 +84,7 @@ class DirectSolver(HessianSolver):
             self._eig = sla.eigh(H)
         else:
             self._chol = sla.cho_factor(H, lower=True, check_finite=False)
+        self._device_factor = None
         return self
 
     def whitener(self):
@@ -94,12 +96,22 @@ class DirectSolver(HessianSolver):
         return V / np.sqrt(w)
 
     def solve(self, B):
-        """``H^-1 B`` by the stored factor."""
-        B = np.asarray(B, dtype=np.float64)
-        if self._chol is not None:
-            X = sla.cho_solve(self._chol, B, check_finite=False)
+        """``H^-1 B`` by the stored factor (in the problem's backend for a native ``B``)."""
+        xp = self.backend
+        if xp is NUMPY or not xp.is_native(B):
+            xp, B = NUMPY, NUMPY.asarray(B)
+            L = self._chol[0] if self._chol is not None else None
+            w, V = self._eig if self._eig is not None else (None, None)
+        else:  # the factor copied to the device once, then every solve stays there
+            if self._device_factor is None:
+                self._device_factor = (
+                    xp.asarray(np.tril(self._chol[0])) if self._chol is not None else None,
+                    *(tuple(map(xp.asarray, self._eig)) if self._eig is not None else (None, None)),
+                )
+            L, w, V = self._device_factor
+        if L is not None:
+            X = xp.cho_solve(L, B.reshape(B.shape[0], -1)).reshape(B.shape)
         else:
-            w, V = self._eig
             X = V @ ((V.T @ B) / (w[:, None] if B.ndim == 2 else w))
         return self._project(X)
 

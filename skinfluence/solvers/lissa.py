@@ -81,32 +81,35 @@ class LissaSolver(HessianSolver):
         return self
 
     def _largest_eigenvalue(self, problem, n_iter=30):
+        xp = self.backend
         rng = check_random_state(self.random_state)
-        v = self._project(rng.normal(size=problem.n_params))
-        v /= np.linalg.norm(v)
+        v = self._project(xp.asarray(rng.normal(size=problem.n_params)))
+        v = v / xp.norm(v)
         lam = 0.0
         for _ in range(n_iter):
             w = self._project(problem.hvp(v))
-            lam = float(v @ w)
-            norm = np.linalg.norm(w)
+            lam = xp.scalar((v * w).sum())
+            norm = xp.norm(w)
             if norm == 0:
                 break
             v = w / norm
         return abs(lam)
 
     def solve(self, B):
-        """The LiSSA estimate of ``H^-1 B``, all columns at once."""
-        B = self._project(np.asarray(B, dtype=np.float64))
+        """The LiSSA estimate of ``H^-1 B``, all columns at once, in the problem's backend."""
+        xp = self.backend
+        B, host = self._native(B)
+        B = self._project(B)
         squeeze = B.ndim == 1
         B = B.reshape(B.shape[0], -1)
         rng = check_random_state(self.random_state)
         n = self._problem.n_train
         scale = self.scale_
-        bnorm = max(float(np.linalg.norm(B)), np.finfo(float).tiny)
-        total = np.zeros_like(B)
+        bnorm = max(xp.norm(B), np.finfo(float).tiny)
+        total = xp.zeros(B.shape)
         drift = 0.0
         for _ in range(self.repeats):
-            h = B.copy()
+            h = xp.copy(B)
             half = h
             for step in range(self.depth):
                 if step == self.depth // 2:
@@ -114,7 +117,7 @@ class LissaSolver(HessianSolver):
                 idx = rng.choice(n, size=min(self.batch_size, n), replace=False)
                 Hh = self._project(self._problem.hvp(h, indices=idx))
                 h = B + (1.0 - self.damping / scale) * h - Hh / scale
-                norm = float(np.linalg.norm(h))
+                norm = xp.norm(h)
                 if not np.isfinite(norm) or norm > 1e8 * bnorm:
                     raise SingularHessianError(
                         f"LiSSA diverged at step {step + 1} (iterate norm {norm:.3g} vs "
@@ -126,7 +129,7 @@ class LissaSolver(HessianSolver):
             total += h / scale
             # how far the second half of the recursion still moved the iterate: a
             # converged series (and small mini-batch noise) leaves it near 0
-            drift = max(drift, float(np.linalg.norm(h - half) / max(np.linalg.norm(h), 1e-300)))
+            drift = max(drift, xp.norm(h - half) / max(xp.norm(h), 1e-300))
         self.drift_ = max(getattr(self, "drift_", 0.0), drift)
         if drift > DRIFT_WARN:
             warnings.warn(
@@ -138,7 +141,7 @@ class LissaSolver(HessianSolver):
                 stacklevel=5,  # the caller of the explainer's method
             )
         X = total / self.repeats
-        return X[:, 0] if squeeze else X
+        return self._returned(X[:, 0] if squeeze else X, host)
 
     def summary(self):
         """Damping and the recursion's scale, depth and repeats."""

@@ -6,6 +6,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.utils import check_random_state
 
+from skinfluence.backend import NUMPY
 from skinfluence.constraints import NONE, POSITIVE_INT, RANDOM_STATE, Interval
 from skinfluence.exceptions import InvalidParameterError
 from skinfluence.solvers.base import (
@@ -99,14 +100,21 @@ class LowRankSolver(HessianSolver):
         self.eigenvalues_ = w
         self._V = V
         self._inv = 1.0 / shifted
+        self._device_pairs = None
         return self
 
     def solve(self, B):
-        """The low-rank ``H^-1`` applied to ``B``."""
-        B = np.asarray(B, dtype=np.float64)
-        coef = self._V.T @ B
-        coef = coef * (self._inv[:, None] if coef.ndim == 2 else self._inv)
-        return self._V @ coef
+        """The low-rank ``H^-1`` applied to ``B`` (in the problem's backend for a native ``B``)."""
+        xp = self.backend
+        if xp is NUMPY or not xp.is_native(B):
+            V, inv, B = self._V, self._inv, np.asarray(B, dtype=np.float64)
+        else:  # the eigenvectors copied to the device once
+            if getattr(self, "_device_pairs", None) is None:
+                self._device_pairs = (xp.asarray(self._V), xp.asarray(self._inv))
+            V, inv = self._device_pairs
+        coef = V.T @ B
+        coef = coef * (inv[:, None] if coef.ndim == 2 else inv)
+        return V @ coef
 
     def whitener(self):
         """``W`` with ``W W^T`` the low-rank ``H^-1``."""
