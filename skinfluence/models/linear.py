@@ -327,7 +327,7 @@ class LinearAdapter(ModelAdapter):
     def _apply_curvature(self, w, Z):
         """``C_i @ Z_i`` for ``Z`` of shape ``(n, K, m)``."""
         if self.family == "multinomial":
-            return w[:, :, None] * Z - w[:, :, None] * np.einsum("nk,nkm->nm", w, Z)[:, None, :]
+            return w[:, :, None] * (Z - np.einsum("nk,nkm->nm", w, Z)[:, None, :])
         return w[:, :, None] * Z
 
     # -- interface -------------------------------------------------------------
@@ -557,19 +557,21 @@ class LinearAdapter(ModelAdapter):
         squeeze = V.ndim == 1
         V = V.reshape(self.n_params, -1)
         K, dt, m = self.n_outputs, self.d_tilde, V.shape[1]
-        Vr = V.reshape(K, dt, m)
-        out = np.zeros((K, dt, m))
+        # all K outputs' columns side by side: one product with X~ each way per block
+        W = V.reshape(K, dt, m).transpose(1, 0, 2).reshape(dt, K * m)
+        out = np.zeros((dt, K * m))
         data, sw = self._train, self.removal_weights
         if indices is not None:  # a mini-batch Hessian (for stochastic solvers)
             data, sw = self.take(data, indices), sw[indices] * (sw.sum() / sw[indices].sum())
         for idx in self._row_slices(self.n_samples(data), self.itemsize * K * m * 3):
             blk = self.take(data, idx)
             _, w = self._residual(blk)
-            Z = np.stack([self._xt_dot(blk.X, Vr[k]) for k in range(K)], axis=1)
-            CZ = self._apply_curvature(w, Z) * sw[idx][:, None, None]
-            for k in range(K):
-                out[k] += self._xtT_dot(blk.X, CZ[:, k, :])
-        res = out.reshape(self.n_params, m) + (self.lam * self.penalty_mask)[:, None] * V
+            Z = self._xt_dot(blk.X, W).reshape(-1, K, m)
+            CZ = self._apply_curvature(w, Z)
+            CZ *= sw[idx][:, None, None]
+            out += self._xtT_dot(blk.X, CZ.reshape(-1, K * m))
+        res = out.reshape(dt, K, m).transpose(1, 0, 2).reshape(self.n_params, m)
+        res += (self.lam * self.penalty_mask)[:, None] * V
         return res[:, 0] if squeeze else res
 
     def null_space(self):
