@@ -90,6 +90,9 @@ class Backend:
         """``A`` reversed along ``axis``."""
         raise NotImplementedError
 
+    def concatenate(self, arrays, axis):
+        raise NotImplementedError
+
     def scalar(self, a):
         """A 0-d native value as a Python float (a device sync, no array transfer)."""
         return float(a)
@@ -144,6 +147,9 @@ class NumpyBackend(Backend):
 
     def flip(self, A, axis):
         return np.flip(A, axis)
+
+    def concatenate(self, arrays, axis):
+        return np.concatenate(arrays, axis)
 
 
 class TorchBackend(Backend):
@@ -207,6 +213,9 @@ class TorchBackend(Backend):
 
     def flip(self, A, axis):
         return self._torch.flip(A, (axis,))
+
+    def concatenate(self, arrays, axis):
+        return self._torch.cat(arrays, axis)
 
     def __getstate__(self):
         return {"device": str(self.device)}

@@ -1,19 +1,23 @@
 """Top eigenpairs of a symmetric operator from block products, in the problem's backend.
 
-Randomized subspace iteration (Halko, Martinsson & Tropp 2011, Alg. 4.4 with a
-Rayleigh-Ritz step): every step is one product with a block of ``k + oversample``
-vectors, which a net's adapter evaluates as one batched HVP on its device, where
-ARPACK's Lanczos would make ``O(k)`` single-vector products through the host.
+Block Lanczos with full reorthogonalisation (a randomized block Krylov method,
+Musco & Musco 2015) and one Rayleigh-Ritz step over the whole Krylov basis:
+every step is one product with a block of vectors, which a net's adapter
+evaluates as one batched HVP on its device (ARPACK's Lanczos would make single-
+vector products through the host). Keeping the whole basis, rather than the last
+block as subspace iteration does, is what makes the ``k``-th pair accurate: on a
+2,410-parameter tanh MLP, deflating subspace-iteration pairs took CG from 327 to
+183 iterations at ``k = 50``, these pairs to far fewer (see the CG benchmark).
 """
 
-#: Extra vectors carried beyond the ``k`` wanted (they sharpen the ``k``-th pair).
-OVERSAMPLE = 10
-#: Power steps; the top pairs of a Hessian with a decaying spectrum settle in a few.
-POWER_ITERATIONS = 3
+#: Vectors per block product.
+BLOCK = 16
+#: Krylov basis size as a multiple of the pairs wanted.
+BASIS_FACTOR = 2
 
 
-def top_eigenpairs(matmat, n, k, xp, *, seed=0, project=None, n_iter=POWER_ITERATIONS):
-    """The ``k`` largest eigenpairs of a symmetric PSD-ish operator, and one more value.
+def top_eigenpairs(matmat, n, k, xp, *, seed=0, project=None, basis=None):
+    """The ``k`` largest eigenpairs of a symmetric operator, and the next value.
 
     Parameters
     ----------
@@ -29,8 +33,8 @@ def top_eigenpairs(matmat, n, k, xp, *, seed=0, project=None, n_iter=POWER_ITERA
         Seed of the random start.
     project : callable or None
         Applied to every block before a product (removes exact flat directions).
-    n_iter : int
-        Power steps.
+    basis : int or None
+        Krylov basis size; None means ``BASIS_FACTOR * k + BLOCK`` (at most ``n``).
 
     Returns
     -------
@@ -48,17 +52,28 @@ def top_eigenpairs(matmat, n, k, xp, *, seed=0, project=None, n_iter=POWER_ITERA
         def project(V):
             return V
 
-    m = min(n, k + OVERSAMPLE)
-    Q = xp.qr(project(xp.normal((n, m), seed)))
+    size = min(n, basis or BASIS_FACTOR * k + BLOCK)
+    b = min(BLOCK, size)
+    Q = xp.qr(project(xp.normal((n, b), seed)))
+    blocks, products = [], []
     spent = 0
-    for _ in range(n_iter):
-        Q = xp.qr(project(matmat(Q)))
-        spent += m
-    AQ = project(matmat(Q))
-    spent += m
-    T = Q.T @ AQ
+    while True:
+        blocks.append(Q)
+        AQ = project(matmat(Q))
+        products.append(AQ)
+        spent += Q.shape[1]
+        have = sum(B.shape[1] for B in blocks)
+        if have >= size:
+            break
+        W = AQ
+        for _ in range(2):  # full reorthogonalisation, twice is enough (Kahan)
+            for B in blocks:
+                W = W - B @ (B.T @ W)
+        Q = xp.qr(W[:, : min(b, size - have)])
+    S = xp.concatenate(blocks, 1)
+    T = S.T @ xp.concatenate(products, 1)
     w, U = xp.eigh((T + T.T) / 2)
     w, U = xp.flip(w, 0), xp.flip(U, 1)  # largest first
-    V = Q @ U[:, :k]
-    next_value = float(w[k]) if m > k else float(w[-1])
+    V = S @ U[:, :k]
+    next_value = float(w[k]) if w.shape[0] > k else float(w[-1])
     return w[:k], V, next_value, spent
