@@ -36,7 +36,7 @@ from skinfluence.constraints import (
 from skinfluence.indexing import as_indices, take_rows
 from skinfluence.models import SUPPORTED_LINEAR, check_supported, make_adapter
 from skinfluence.models.base import as_target_array
-from skinfluence.solvers import SOLVERS, HessianSolver, make_solver
+from skinfluence.solvers import SOLVERS, HessianSolver, auto_choice, make_solver
 
 
 def _is_float64_spec(value):
@@ -80,17 +80,25 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     damping : float, default=0.0
         ``lambda`` added to the Hessian: ``(H + lambda I)^-1``. Needed when the
         Hessian is singular (no penalty and collinear features, for instance).
-    solver : {"auto", "direct", "cg", "lissa", "lowrank"} or HessianSolver, default="auto"
+    solver : {"auto", "direct", "cg", "lissa", "lowrank", "kfac", "ekfac"} or \
+HessianSolver, default="auto"
         How ``H^-1`` is applied. "direct" factors the dense Hessian once (exact);
         "cg" runs conjugate gradient on Hessian-vector products (many parameters,
-        e.g. wide sparse data or nets); "lissa" is the stochastic series of Koh &
-        Liang; "lowrank" keeps the top eigenpairs of ``H`` (cheap self-influence,
-        approximate). "auto" picks "direct" up to 3000 parameters, "cg" above.
+        e.g. wide sparse data or nets), optionally preconditioned, still exact to
+        its tolerance; "lissa" is the stochastic series of Koh & Liang; "lowrank"
+        keeps the top eigenpairs of ``H`` (cheap self-influence, approximate);
+        "kfac" and "ekfac" (torch nets of ``nn.Linear``/``nn.Conv2d`` layers) use
+        layer-wise Kronecker factors of the Gauss-Newton matrix, eigenvalue-
+        corrected for "ekfac" (fast, approximate). "auto" picks "direct" up to 3000
+        parameters, "cg" above. Every iterative solver computes on the net's
+        device for a torch net.
         A solver instance (e.g. ``CGSolver(tol=1e-6)``) is cloned and fitted with
         this explainer's ``damping``.
     solver_params : dict or None, default=None
         Options of a solver given by name, each range-checked before any work:
-        ``tol`` (in (0, 1), 1e-8) and ``max_iter`` (>= 1 or None) for "cg";
+        ``tol`` (in (0, 1), 1e-8), ``max_iter`` (>= 1 or None), ``preconditioner``
+        (None, "lowrank", "kfac", "ekfac") and ``rank`` (>= 1, the "lowrank"
+        preconditioner's eigenpairs, 50) for "cg";
         ``depth`` (>= 1, 1000), ``scale`` (> 0 or None: 1.5 x the largest
         eigenvalue, estimated), ``repeats`` (>= 1, 1), ``batch_size`` (>= 1, 64)
         for "lissa"; ``rank`` (>= 1 and below the number of parameters, 50) and
@@ -447,12 +455,15 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return ratio, norms
 
     def _fit_solver(self, adapter):
+        name, params, self._auto_reason = self.solver, self.solver_params, None
+        if name == "auto":
+            name, params, self._auto_reason = auto_choice(adapter, self._working_memory())
         solver = make_solver(
-            self.solver,
+            name,
             adapter.n_params,
             damping=float(self.damping),
             random_state=self.random_state,
-            solver_params=self.solver_params,
+            solver_params=params,
         )
         return solver.fit(adapter)
 
@@ -486,7 +497,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     def solver_summary_(self):
         """The fitted solver's facts as of now (a new dict; CG counts grow with solves)."""
         check_is_fitted(self, "_solver")
-        return self._solver.summary()
+        out = self._solver.summary()
+        if getattr(self, "_auto_reason", None):
+            out["chosen by auto"] = self._auto_reason
+        return out
 
     # -- queries ---------------------------------------------------------------
     def _prepare(self, X, y):
@@ -1297,6 +1311,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 _FIT_STATE = (
     "_adapter",
     "_solver",
+    "_auto_reason",
     "_fit_inputs",
     "_train_index",
     "_cross_fitted_cache",

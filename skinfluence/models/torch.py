@@ -26,6 +26,8 @@ from skinfluence.backend import TorchBackend
 from skinfluence.models.base import ModelAdapter, as_target_array, split_pipeline
 
 HESSIAN_KINDS = ("exact", "gauss-newton")
+#: Identity columns per HVP when the dense Hessian is formed.
+HESSIAN_CHUNK = 64
 
 
 class _Block:
@@ -592,11 +594,151 @@ class TorchAdapter(ModelAdapter):
             res = res.cpu().numpy()
         return res[:, 0] if squeeze else res
 
+    # -- Kronecker-factored curvature (solver="kfac"/"ekfac") ----------------------
+    def kronecker_layers(self):
+        """The selected parameters as layers for Kronecker-factored curvature.
+
+        Every selected parameter must be the weight or bias of an ``nn.Linear`` or
+        an ``nn.Conv2d`` (zero padding, one group); anything else is refused with
+        the parameters named.
+
+        Returns
+        -------
+        layers : list of dict
+            ``name`` (module path), ``kind``, ``weight`` and ``bias`` (slices of
+            the flat vector; ``bias`` None when absent or not selected), ``out`` and
+            ``inp`` (the weight as an ``out x inp`` matrix) and ``l2`` (the weight
+            decay on the layer's weight).
+        """
+        ends = np.cumsum(self._numels)
+        where = {
+            n: slice(int(e - size), int(e))
+            for n, size, e in zip(self.param_names, self._numels, ends, strict=True)
+        }
+        modules = dict(self.module.named_modules())
+        layers, seen, refused = [], set(), []
+        for name in self.param_names:
+            path, _, leaf = name.rpartition(".")
+            mod = modules.get(path)
+            ok = isinstance(mod, torch.nn.Linear) or (
+                isinstance(mod, torch.nn.Conv2d)
+                and mod.groups == 1
+                and mod.padding_mode == "zeros"
+                and not isinstance(mod.padding, str)
+            )
+            if not ok or leaf not in ("weight", "bias"):
+                refused.append(f"{name} ({type(mod).__name__})")
+                continue
+            if path in seen:
+                continue
+            seen.add(path)
+            prefix = f"{path}." if path else ""
+            if prefix + "weight" not in where:
+                refused.append(f"{name} (its layer's weight is not selected)")
+                continue
+            w = where[prefix + "weight"]
+            out = mod.weight.shape[0]
+            layers.append(
+                {
+                    "name": path,
+                    "kind": "conv2d" if isinstance(mod, torch.nn.Conv2d) else "linear",
+                    "weight": w,
+                    "bias": where.get(prefix + "bias"),
+                    "out": out,
+                    "inp": (w.stop - w.start) // out,
+                    "l2": float(self.lam[w.start]),
+                }
+            )
+        if refused:
+            raise ValueError(
+                "Kronecker-factored curvature covers the weights and biases of nn.Linear and "
+                "nn.Conv2d (zero padding, groups=1) only; these selected parameters are not: "
+                f"{', '.join(refused[:6])}{' ...' if len(refused) > 6 else ''}. Select the "
+                "supported layers with params=[...] or use solver='cg'."
+            )
+        return layers
+
+    def kronecker_batches(self, layers):
+        """Layer inputs and backpropagated output-curvature factors, block by block.
+
+        For each block of the Hessian's training rows yields ``(w, stats)``: ``w``
+        ``(b,)`` the rows' objective weights and, per layer, ``(a, s)`` with ``a``
+        ``(b, T, inp [+1])`` the layer's inputs at its ``T`` positions (a column of
+        ones appended when the bias is selected) and ``s`` ``(b, K, T, out)`` the
+        gradients of ``c_ik . eta_i`` with respect to the layer's outputs, where
+        ``C_i = sum_k c_ik c_ik^T`` is the loss's curvature in the net's ``K``
+        outputs. ``sum_k J^T c c^T J`` is then exactly the Gauss-Newton matrix of
+        the sample. float64 tensors on the device.
+        """
+        import torch.nn.functional as F
+
+        modules = dict(self.module.named_modules())
+        data, w_all = self._hessian_data()
+        shape = self._out_shape()
+        K = int(np.prod(shape, dtype=int))
+
+        def loss_flat(o, y):
+            return self._loss_of_row(o.reshape(shape), y)
+
+        width = max(ly["out"] * K + ly["inp"] for ly in layers)
+        for blk, idx in self._blocks(data, 8 * width * 4):
+            inputs, probes, handles = {}, {}, []
+
+            def hook(name, inputs=inputs, probes=probes):
+                # the layer's output plus a zero leaf: d eta / d probe is d eta / d output
+                def fn(mod, args, output):
+                    inputs[name] = args[0].detach()
+                    probes[name] = torch.zeros_like(output, requires_grad=True)
+                    return output + probes[name]
+
+                return fn
+
+            for ly in layers:
+                handles.append(modules[ly["name"]].register_forward_hook(hook(ly["name"])))
+            try:
+                with _eval_mode(self.module), torch.enable_grad():
+                    eta = self._forward(self._params, blk.X).reshape(blk.X.shape[0], K)
+                    Cm = vmap(torch.func.hessian(loss_flat))(eta.detach(), blk.y)
+                    e, U = torch.linalg.eigh((Cm + Cm.transpose(1, 2)) / 2)
+                    roots = U * e.clamp(min=0).sqrt()[:, None, :]  # (b, K, K): columns c_ik
+                    names = [ly["name"] for ly in layers]
+                    grads = [
+                        torch.autograd.grad(
+                            (eta * roots[:, :, k]).sum(),
+                            [probes[n] for n in names],
+                            retain_graph=k < K - 1,
+                        )
+                        for k in range(K)
+                    ]
+            finally:
+                for h in handles:
+                    h.remove()
+            stats = []
+            for j, ly in enumerate(layers):
+                mod, x = modules[ly["name"]], inputs[ly["name"]]
+                g = torch.stack([gk[j] for gk in grads], 1)  # (b, K, *out_shape)
+                b = x.shape[0]
+                if ly["kind"] == "conv2d":
+                    a = F.unfold(x, mod.kernel_size, mod.dilation, mod.padding, mod.stride)
+                    a = a.transpose(1, 2)  # (b, T, inp)
+                    g = g.flatten(3).transpose(2, 3)  # (b, K, T, out)
+                else:
+                    a = x.reshape(b, -1, x.shape[-1])
+                    g = g.reshape(b, K, -1, g.shape[-1])
+                a = a.to(torch.float64)
+                if ly["bias"] is not None:
+                    a = torch.cat([a, a.new_ones(*a.shape[:2], 1)], 2)
+                stats.append((a, g.to(torch.float64)))
+            yield w_all[idx].to(torch.float64), stats
+
     def hessian(self):
         P = self.n_params
-        # columns of H in chunks of the identity, each chunk as wide as the policy allows
-        chunks = self._row_slices(P, 8 * P * 4)
-        H = np.hstack([self.hvp(np.eye(P)[:, c]) for c in chunks])
+        # columns of H as HVPs with chunks of the identity, built on the device; a
+        # chunk of HESSIAN_CHUNK columns keeps each HVP's row blocks large (an HVP's
+        # row block shrinks as its columns grow)
+        eye = torch.eye(P, dtype=torch.float64, device=self.device)
+        cols = [self.hvp(eye[:, s : s + HESSIAN_CHUNK]) for s in range(0, P, HESSIAN_CHUNK)]
+        H = torch.cat(cols, 1).cpu().numpy()
         return (H + H.T) / 2
 
     def objective_gradient(self):

@@ -6,13 +6,69 @@ from skinfluence.constraints import InvalidParameterError
 from skinfluence.solvers.base import HessianSolver, SingularHessianError
 from skinfluence.solvers.cg import CGSolver
 from skinfluence.solvers.direct import DirectSolver
+from skinfluence.solvers.kfac import EKFACSolver, KFACSolver
 from skinfluence.solvers.lissa import LissaSolver
 from skinfluence.solvers.lowrank import LowRankSolver
 
 #: Above this many parameters, ``solver="auto"`` avoids the dense Hessian.
 AUTO_DIRECT_MAX_PARAMS = 3000
 
-SOLVERS = {"direct": DirectSolver, "cg": CGSolver, "lissa": LissaSolver, "lowrank": LowRankSolver}
+SOLVERS = {
+    "direct": DirectSolver,
+    "cg": CGSolver,
+    "lissa": LissaSolver,
+    "lowrank": LowRankSolver,
+    "kfac": KFACSolver,
+    "ekfac": EKFACSolver,
+}
+
+
+#: Above this many parameters, ``solver="auto"`` takes EK-FAC for a net whose layers
+#: it covers (CG's per-query cost grows with the parameters times its iterations).
+AUTO_KRONECKER_MIN_PARAMS = 1_000_000
+#: Eigenpairs of the lowrank preconditioner that ``solver="auto"`` gives CG.
+AUTO_PRECONDITIONER_RANK = 50
+
+
+def auto_choice(problem, working_memory=None):
+    """``(name, solver_params, reason)``: what ``solver="auto"`` takes for ``problem``.
+
+    Up to ``AUTO_DIRECT_MAX_PARAMS`` parameters the dense Hessian (exact); a net
+    above ``AUTO_KRONECKER_MIN_PARAMS`` whose parameters all sit in
+    ``nn.Linear``/``nn.Conv2d`` layers EK-FAC (approximate); otherwise CG, exact
+    to its tolerance, with a lowrank preconditioner when its Krylov basis
+    (``n_params x (2 rank + 16)`` float64) fits ``working_memory`` MiB.
+    """
+    P = problem.n_params
+    if P <= AUTO_DIRECT_MAX_PARAMS:
+        return "direct", None, f"n_params={P} <= {AUTO_DIRECT_MAX_PARAMS}: dense Hessian, exact"
+    if P > AUTO_KRONECKER_MIN_PARAMS and hasattr(problem, "kronecker_layers"):
+        try:
+            problem.kronecker_layers()
+        except ValueError:
+            pass
+        else:
+            return (
+                "ekfac",
+                None,
+                f"n_params={P} > {AUTO_KRONECKER_MIN_PARAMS} in nn.Linear/nn.Conv2d layers: "
+                "EK-FAC (approximate; solver='cg' for the exact Hessian)",
+            )
+    k = AUTO_PRECONDITIONER_RANK
+    basis_mib = P * (2 * k + 16) * 8 / 2**20
+    if working_memory is None or basis_mib <= working_memory:
+        return (
+            "cg",
+            {"preconditioner": "lowrank", "rank": k},
+            f"n_params={P} > {AUTO_DIRECT_MAX_PARAMS}: conjugate gradient (exact to tol), "
+            f"preconditioned by the top-{k} eigenpairs",
+        )
+    return (
+        "cg",
+        None,
+        f"n_params={P} > {AUTO_DIRECT_MAX_PARAMS}: conjugate gradient (exact to tol); no "
+        f"preconditioner (its {basis_mib:.0f} MiB basis exceeds working_memory)",
+    )
 
 
 def resolve_name(name, n_params):
@@ -87,10 +143,13 @@ __all__ = [
     "AUTO_DIRECT_MAX_PARAMS",
     "CGSolver",
     "DirectSolver",
+    "EKFACSolver",
     "HessianSolver",
+    "KFACSolver",
     "LissaSolver",
     "LowRankSolver",
     "SingularHessianError",
+    "auto_choice",
     "make_solver",
     "resolve_name",
 ]

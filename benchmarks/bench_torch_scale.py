@@ -1,0 +1,308 @@
+"""Nets at scale on the CPU: EK-FAC/K-FAC and preconditioned CG next to kronfluence and pyDVL.
+
+Every workload is one float64 net trained to its optimum (full-batch L-BFGS on the
+mean cross entropy plus ``wd/2 ||theta||^2``), the exact solve as the reference, and
+each method's influence matrix timed end to end (the explainer's fit included,
+i.e. factors, preconditioner and Hessian) with its Pearson correlation against
+the reference, all in the same run:
+
+- ``ref``: MLP 64-32-10 tanh on digits (2,410 params), 1257 train x 50 test:
+  CG iterations to tol 1e-8, plain and with every preconditioner.
+- ``w4``: MLP 64-64-10 tanh on digits (4,810 params), 1257 x 50: ours (direct,
+  cg, preconditioned cg, ekfac, kfac) next to pyDVL 0.10 (CG, EK-FAC) and
+  kronfluence 1.0.1 (EK-FAC, K-FAC).
+- ``cnn``: two 3x3 convolutions and a linear layer (5,258 params) on 2,000
+  synthetic 28x28 images x 50 test; the reference is CG to tol 1e-10 (a dense
+  Hessian of this size takes minutes).
+- ``w5b``: self-influence of 1257 digits under multinomial logistic regression
+  (650 params) with ``solver="cg"``: today's settings next to the new ones.
+
+The peers are not dependencies: run it in the benchmark environment whose
+commands are in ``benchmarks/_peers_torch.py`` (``--no-peers`` runs ours only)::
+
+    OMP_NUM_THREADS=1 /work/benchenv/bin/python benchmarks/bench_torch_scale.py --json out.json
+"""
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
+
+from skinfluence import InfluenceExplainer
+
+WD = 1e-3
+
+
+def mlp(hidden):
+    return torch.nn.Sequential(
+        torch.nn.Linear(64, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 10)
+    )
+
+
+def cnn():
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3),
+        torch.nn.Tanh(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3),
+        torch.nn.Tanh(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * 5 * 5, 10),
+    )
+
+
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    return X[:1257], y[:1257], X[1257:1307], y[1257:1307]
+
+
+def images(n, n_test, seed=0):
+    rng = np.random.default_rng(seed)
+    protos = rng.normal(size=(10, 1, 28, 28))
+    y = rng.integers(0, 10, n + n_test)
+    X = protos[y] + 2.0 * rng.normal(size=(n + n_test, 1, 28, 28))
+    return X[:n], y[:n], X[n:], y[n:]
+
+
+def train(module, X, y, gtol=1e-9):
+    """Full-batch L-BFGS to ||grad|| < gtol on mean CE + WD/2 ||theta||^2 (float64)."""
+    module.double()
+    params = list(module.parameters())
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1,
+        max_iter=500,
+        history_size=50,
+        tolerance_grad=0,
+        tolerance_change=0,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(module(Xt), yt)
+        loss = loss + 0.5 * WD * sum((p * p).sum() for p in params)
+        loss.backward()
+        return loss
+
+    for _ in range(40):
+        opt.step(closure)
+        if torch.cat([p.grad.reshape(-1) for p in params]).norm() < gtol:
+            break
+    return module
+
+
+def skorch_net(module, X, y):
+    """The trained module as a fitted skorch classifier (SGD carries the weight decay)."""
+    net = NeuralNetClassifier(
+        module,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.SGD,
+        optimizer__weight_decay=WD,
+        train_split=None,
+        verbose=0,
+        classes=np.arange(10),
+    )
+    net.initialize()
+    return FrozenEstimator(net)
+
+
+def pearson(a, b):
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def ours(net, Xtr, ytr, Xte, yte, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        ex = InfluenceExplainer(net, **kw).fit(Xtr, ytr)
+        t1 = time.perf_counter()
+        I = ex.influence(Xte, yte)
+        t2 = time.perf_counter()
+    return I, {"fit_s": t1 - t0, "seconds": t2 - t0, "summary": ex.solver_summary_}
+
+
+def row(table, workload, method, I, ref, info):
+    s = info.get("summary", {})
+    r = {
+        "workload": workload,
+        "method": method,
+        "seconds": round(info["seconds"], 2),
+        "pearson": round(pearson(I, ref), 6),
+        "ratio": round(float(np.linalg.norm(I) / np.linalg.norm(ref)), 4),
+        "cg_iterations": s.get("CG iterations", info.get("iterations")),
+        "preconditioner_hvps": s.get("preconditioner HVPs"),
+    }
+    table.append(r)
+    print(
+        f"{workload:5s} {method:34s} {r['seconds']:8.2f} s  pearson {r['pearson']:.6f}  "
+        f"norm ratio {r['ratio']:.3f}  iters {r['cg_iterations']}  "
+        f"precond HVPs {r['preconditioner_hvps']}",
+        flush=True,
+    )
+
+
+def peers(table, workload, module, Xtr, ytr, Xte, yte, ref, cg_tol):
+    from _peers_torch import kronfluence_scores, pydvl_cg_scores, pydvl_ekfac_scores
+
+    T = [torch.as_tensor(a) for a in (Xtr, ytr, Xte, yte)]
+    runs = [
+        ("pyDVL CG", lambda: pydvl_cg_scores(module, *T, weight_decay=WD, rtol=cg_tol, atol=0)),
+        ("pyDVL EK-FAC", lambda: pydvl_ekfac_scores(module, *T, weight_decay=WD)),
+        (
+            "kronfluence EK-FAC",
+            lambda: kronfluence_scores(module, *T, strategy="ekfac", damping=0.0, weight_decay=WD),
+        ),
+        (
+            "kronfluence K-FAC",
+            lambda: kronfluence_scores(module, *T, strategy="kfac", damping=0.0, weight_decay=WD),
+        ),
+    ]
+    for name, fn in runs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                out = fn()
+            except Exception as exc:  # a peer that cannot run this model: say so, go on
+                print(f"{workload:5s} {name:34s} failed: {type(exc).__name__}: {exc}"[:300])
+                table.append({"workload": workload, "method": name, "error": str(exc)[:300]})
+                continue
+        row(table, workload, name, out["scores"], ref, out)
+
+
+def run_ref(table, args):
+    Xtr, ytr, Xte, yte = digits()
+    torch.manual_seed(0)
+    net = skorch_net(train(mlp(32), Xtr, ytr), Xtr, ytr)
+    ref, info = ours(net, Xtr, ytr, Xte, yte, solver="direct")
+    row(table, "ref", "direct (reference)", ref, ref, info)
+    configs = (
+        [("cg", {})]
+        + [
+            (f"cg + lowrank k={k}", {"preconditioner": "lowrank", "rank": k})
+            for k in (20, 50, 100, 200, 400)
+        ]
+        + [("cg + ekfac", {"preconditioner": "ekfac"}), ("cg + kfac", {"preconditioner": "kfac"})]
+    )
+    for name, params in configs:
+        I, info = ours(net, Xtr, ytr, Xte, yte, solver="cg", solver_params={"tol": 1e-8, **params})
+        row(table, "ref", name + " tol 1e-8", I, ref, info)
+
+
+def run_w4(table, args):
+    Xtr, ytr, Xte, yte = digits()
+    torch.manual_seed(0)
+    module = train(mlp(64), Xtr, ytr)
+    net = skorch_net(module, Xtr, ytr)
+    ref, info = ours(net, Xtr, ytr, Xte, yte, solver="direct")
+    row(table, "w4", "direct (reference)", ref, ref, info)
+    for tol in (1e-8, 1e-6):
+        I, info = ours(net, Xtr, ytr, Xte, yte, solver="cg", solver_params={"tol": tol})
+        row(table, "w4", f"cg tol {tol:g}", I, ref, info)
+        for k in (100, 400):
+            I, info = ours(
+                net,
+                Xtr,
+                ytr,
+                Xte,
+                yte,
+                solver="cg",
+                solver_params={"tol": tol, "preconditioner": "lowrank", "rank": k},
+            )
+            row(table, "w4", f"cg + lowrank k={k} tol {tol:g}", I, ref, info)
+    for solver in ("ekfac", "kfac"):
+        I, info = ours(net, Xtr, ytr, Xte, yte, solver=solver)
+        row(table, "w4", solver, I, ref, info)
+    if not args.no_peers:
+        peers(table, "w4", module, Xtr, ytr, Xte, yte, ref, cg_tol=1e-6)
+
+
+def run_cnn(table, args):
+    Xtr, ytr, Xte, yte = images(args.cnn_train, 50)
+    torch.manual_seed(0)
+    module = train(cnn(), Xtr, ytr)
+    net = skorch_net(module, Xtr, ytr)
+    ref, info = ours(
+        net,
+        Xtr,
+        ytr,
+        Xte,
+        yte,
+        solver="cg",
+        solver_params={"tol": 1e-10, "preconditioner": "lowrank", "rank": 200},
+    )
+    row(table, "cnn", "cg + lowrank tol 1e-10 (reference)", ref, ref, info)
+    for name, params in [
+        ("cg tol 1e-4 (bench_torch's)", {"tol": 1e-4}),
+        ("cg tol 1e-6", {"tol": 1e-6}),
+        ("cg + lowrank k=100 tol 1e-6", {"tol": 1e-6, "preconditioner": "lowrank", "rank": 100}),
+        ("cg + ekfac tol 1e-6", {"tol": 1e-6, "preconditioner": "ekfac"}),
+    ]:
+        I, info = ours(net, Xtr, ytr, Xte, yte, solver="cg", solver_params=params)
+        row(table, "cnn", name, I, ref, info)
+    for solver in ("ekfac", "kfac"):
+        I, info = ours(net, Xtr, ytr, Xte, yte, solver=solver)
+        row(table, "cnn", solver, I, ref, info)
+    if not args.no_peers:
+        peers(table, "cnn", module, Xtr, ytr, Xte, yte, ref, cg_tol=1e-6)
+
+
+def run_w5b(table, args):
+    Xtr, ytr, _, _ = digits()
+    lr = LogisticRegression(max_iter=5000, tol=1e-10).fit(Xtr, ytr)
+
+    def timed(**kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            ex = InfluenceExplainer(lr, **kw).fit(Xtr, ytr)
+            s = ex.self_influence()
+        return s, {"seconds": time.perf_counter() - t0, "summary": ex.solver_summary_}
+
+    ref, info = timed(solver="direct")
+    row(table, "w5b", "direct (reference)", ref, ref, info)
+    for name, params in [
+        ("cg tol 1e-8 (today)", {"tol": 1e-8}),
+        ("cg + lowrank k=300 tol 1e-8", {"tol": 1e-8, "preconditioner": "lowrank", "rank": 300}),
+        ("cg + lowrank k=300 tol 1e-4", {"tol": 1e-4, "preconditioner": "lowrank", "rank": 300}),
+        ("cg default", {}),
+    ]:
+        s, info = timed(solver="cg", solver_params=params or None)
+        row(table, "w5b", name, s, ref, info)
+
+
+WORKLOADS = {"ref": run_ref, "w4": run_w4, "cnn": run_cnn, "w5b": run_w5b}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--cnn-train", type=int, default=2000)
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    table = []
+    for w in args.workloads:
+        WORKLOADS[w](table, args)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {"threads": args.threads, "torch": torch.__version__, "rows": table}, fh, indent=1
+            )
+
+
+if __name__ == "__main__":
+    main()
