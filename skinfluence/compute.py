@@ -141,19 +141,26 @@ def influence_matrix(adapter, solver, test_data, *, policy, verbose=0, train_nor
 
     ``train_norm_max``: the largest training gradient norm, when known; with it the
     output is proven finite by a bound instead of scanned (see ``_needs_output_check``).
+    Test points are taken in chunks whose solved directions (gradients, solution
+    and product form, in float64) fit the policy's budget, the training set streamed
+    once per chunk: one chunk unless ``n_test x n_params`` is large (a big net).
     """
-    A = solved_test_gradients(adapter, solver, test_data, native=True)
-    check = _needs_output_check(A, train_norm_max, adapter.itemsize, adapter.backend)
-    M = _as_products(adapter, A)
+    n_test = adapter.n_samples(test_data)
     # Written as (n_train, n_test) so each block lands in contiguous rows, and
     # returned as its (Fortran-ordered) transpose: no copy of the output.
-    out_t = np.empty((adapter.n_train, A.shape[0]))
+    out_t = np.empty((adapter.n_train, n_test))
     train = adapter.train_data
-    blocks = _streamed_rows(adapter, A.shape[0], policy, output_blocks=1)
-    for idx in _progress(blocks, len(blocks), "influence", verbose):
-        adapter.gradients_dot(adapter.take(train, idx), M, out=out_t[idx])
-        if check:
-            check_finite(out_t[idx], "The influence matrix")
+    chunks = policy.rows(n_test, 3 * 8 * adapter.n_params, use_batch_size=False)
+    for cols in chunks:
+        A = solved_test_gradients(adapter, solver, adapter.take(test_data, cols), native=True)
+        check = _needs_output_check(A, train_norm_max, adapter.itemsize, adapter.backend)
+        M = _as_products(adapter, A)
+        del A
+        blocks = _streamed_rows(adapter, M.shape[1], policy, output_blocks=1)
+        for idx in _progress(blocks, len(blocks), "influence", verbose):
+            adapter.gradients_dot(adapter.take(train, idx), M, out=out_t[idx, cols])
+            if check:
+                check_finite(out_t[idx, cols], "The influence matrix")
     return out_t.T
 
 
