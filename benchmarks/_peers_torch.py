@@ -176,6 +176,7 @@ def kronfluence_scores(
     weight_decay=0.0,
     fisher="sampled",
     seed=0,
+    cpu=True,
 ):
     """Influence matrix from kronfluence's Analyzer (EK-FAC or K-FAC).
 
@@ -209,6 +210,8 @@ def kronfluence_scores(
         fitting cost; the probabilities are computed once and timed.
     seed : int
         Seed of the label-sampling generator.
+    cpu : bool
+        Run kronfluence on the CPU (False: on the model's GPU).
 
     Returns
     -------
@@ -277,7 +280,7 @@ def kronfluence_scores(
                 analysis_name="peer",
                 model=kmodel,
                 task=task,
-                cpu=True,
+                cpu=cpu,
                 log_level=logging.ERROR,
                 disable_tqdm=True,
                 output_dir=outdir,

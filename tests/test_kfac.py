@@ -296,3 +296,25 @@ def test_solver_iterations_stay_on_the_device(mlp_ce, monkeypatch, solver, param
     # the host receives results only: one self-influence vector per block and no
     # (n_params, m) iterate
     assert all(shape == (len(X),) or len(shape) == 1 for shape in to_host)
+
+
+def test_sampled_curvature_is_an_unbiased_estimate_of_the_exact_factors(mlp_ce):
+    net, X, y = mlp_ce
+    exact = InfluenceExplainer(net, solver="kfac").fit(X, y)._solver
+    sampled = (
+        InfluenceExplainer(net, solver="kfac", solver_params={"n_samples": 64}, random_state=0)
+        .fit(X, y)
+        ._solver
+    )
+    again = (
+        InfluenceExplainer(net, solver="kfac", solver_params={"n_samples": 64}, random_state=0)
+        .fit(X, y)
+        ._solver
+    )
+    for (A, S), (A2, S2), (_, S3) in zip(
+        exact.factors_, sampled.factors_, again.factors_, strict=True
+    ):
+        np.testing.assert_allclose(A2.numpy(), A.numpy(), rtol=1e-12)  # inputs: not sampled
+        # 80 samples x 64 draws: a relative error of about 1/sqrt(5120) = 1.4%
+        assert torch.linalg.norm(S2 - S) / torch.linalg.norm(S) < 0.05
+        assert torch.equal(S2, S3)  # seeded

@@ -23,10 +23,19 @@ problem's backend (a net's device), the factors fitted in one pass over the
 training rows (EK-FAC: a second pass for the eigenvalues).
 """
 
+from typing import ClassVar
+
+from sklearn.utils import check_random_state
+
+from skinfluence.constraints import NONE, POSITIVE_INT, RANDOM_STATE
 from skinfluence.exceptions import InvalidParameterError
 from skinfluence.solvers.base import HessianSolver, SingularHessianError, damping_advice
 
 __all__ = ["EKFACSolver", "KFACSolver"]
+
+#: Numbers per chunk of rotated per-sample factors in the EK-FAC correction of a
+#: layer with several positions (a convolution): 2**25 float64 is 256 MiB.
+CORRECTION_CHUNK = 2**25
 
 
 class KFACSolver(HessianSolver):
@@ -42,6 +51,14 @@ class KFACSolver(HessianSolver):
     ----------
     damping : float, default=0.0
         ``lambda`` added to every eigenvalue (``H + lambda * I``).
+    n_samples : int >= 1 or None, default=None
+        None builds the factors from the exact Gauss-Newton curvature of the loss
+        in the net's ``K`` outputs (``K`` backward passes per block); an int uses
+        that many random combinations of it per sample (an unbiased estimate, as
+        kronfluence's sampled labels are for cross entropy, at ``n_samples``
+        backward passes): 1 is ``K`` times cheaper for large nets.
+    random_state : int, RandomState or None, default=None
+        Seed of those combinations.
 
     Attributes
     ----------
@@ -57,6 +74,20 @@ class KFACSolver(HessianSolver):
 
     name = "kfac"
     corrected = False
+    _parameter_table: ClassVar[dict] = {
+        **HessianSolver._parameter_table,
+        "n_samples": [POSITIVE_INT, NONE],
+        "random_state": RANDOM_STATE,
+    }
+
+    def __init__(self, damping=0.0, n_samples=None, random_state=None):
+        super().__init__(damping)
+        self.n_samples = n_samples
+        self.random_state = random_state
+
+    def _batches(self, problem, layers):
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        return problem.kronecker_batches(layers, self.n_samples, seed)
 
     def fit(self, problem):
         """Kronecker factors, their eigenbases and eigenvalues; returns self."""
@@ -74,7 +105,7 @@ class KFACSolver(HessianSolver):
             raise InvalidParameterError(f"solver={self.name!r}: {exc}") from None
         self.layers_ = layers
         sums = [None] * len(layers)
-        for w, stats in problem.kronecker_batches(layers):
+        for w, stats in self._batches(problem, layers):
             for j, (a, g) in enumerate(stats):
                 T = a.shape[1]
                 A = (a * w[:, None, None]).flatten(0, 1).T @ a.flatten(0, 1)
@@ -98,12 +129,21 @@ class KFACSolver(HessianSolver):
     def _correct(self, problem, layers):
         """EK-FAC: eigenvalues from the per-sample Gauss-Newton factors in the eigenbasis."""
         lam = [None] * len(layers)
-        for w, stats in problem.kronecker_batches(layers):
+        for w, stats in self._batches(problem, layers):
             for j, (a, g) in enumerate(stats):
                 QA, QS = self._bases[j]
-                # G_k rotated: (Q_S^T g_kt) (Q_A^T a_t)^T summed over positions t
-                R = (g @ QS).transpose(2, 3) @ (a @ QA)[:, None]  # (b, K, out, inp)
-                part = ((R * R).sum(1) * w[:, None, None]).sum(0)
+                aq, gq = a @ QA, g @ QS  # (b, T, inp), (b, K, T, out)
+                if a.shape[1] == 1:
+                    # one position: G_k = g_k a^T, so sum_k rotated G_k^2 is an outer product
+                    gk = (gq[:, :, 0] ** 2).sum(1) * w[:, None]  # (b, out)
+                    part = gk.T @ aq[:, 0] ** 2
+                else:
+                    part = 0
+                    # rotated G_k = sum_t (Q_S^T g_kt)(Q_A^T a_t)^T: (b, K, out, inp) per chunk
+                    step = max(1, CORRECTION_CHUNK // (gq.shape[1] * gq.shape[3] * aq.shape[2]))
+                    for s in range(0, a.shape[0], step):
+                        R = gq[s : s + step].transpose(2, 3) @ aq[s : s + step, None]
+                        part = part + ((R * R).sum(1) * w[s : s + step, None, None]).sum(0)
                 lam[j] = part if lam[j] is None else lam[j] + part
         self.eigenvalues_ = lam
         self.n_passes_ = 2
@@ -178,6 +218,10 @@ class EKFACSolver(KFACSolver):
     ----------
     damping : float, default=0.0
         ``lambda`` added to every eigenvalue (``H + lambda * I``).
+    n_samples : int >= 1 or None, default=None
+        As for :class:`KFACSolver` (both passes).
+    random_state : int, RandomState or None, default=None
+        Seed of the sampled combinations.
     """
 
     name = "ekfac"
