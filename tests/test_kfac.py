@@ -318,3 +318,16 @@ def test_sampled_curvature_is_an_unbiased_estimate_of_the_exact_factors(mlp_ce):
         # 80 samples x 64 draws: a relative error of about 1/sqrt(5120) = 1.4%
         assert torch.linalg.norm(S2 - S) / torch.linalg.norm(S) < 0.05
         assert torch.equal(S2, S3)  # seeded
+
+
+def test_bfloat16_products_track_float64_to_bfloat16_accuracy(mlp_ce):
+    # the opt-in low precision: per-sample gradients and their products in bf16
+    net, X, y = mlp_ce
+    full = InfluenceExplainer(net, solver="ekfac").fit(X, y)
+    low = InfluenceExplainer(net, solver="ekfac", dtype="bfloat16").fit(X, y)
+    assert low._adapter.dtype == torch.bfloat16
+    I, I_low = full.influence(X[:9], y[:9]), low.influence(X[:9], y[:9])
+    assert np.isfinite(I_low).all()
+    # bf16 keeps 8 bits: entries agree to a few parts in a hundred of the largest
+    assert np.corrcoef(I.ravel(), I_low.ravel())[0, 1] > 0.99
+    assert np.abs(I - I_low).max() < 0.05 * np.abs(I).max()

@@ -111,9 +111,9 @@ class TorchAdapter(ModelAdapter):
     hessian : {"exact", "gauss-newton"}
         The Hessian of the objective, or its Gauss-Newton approximation
         ``J^T H_out J`` (positive semi-definite for convex losses).
-    dtype : None or "float64"
-        None computes in the module's dtype; "float64" in double precision
-        (on copies: the net is never changed).
+    dtype : None, "float64", "float32" or "bfloat16"
+        None computes in the module's dtype; the others in that dtype (on
+        copies: the net is never changed).
     device : str, torch.device or None
         Where to compute; None uses the device of the module's parameters.
     hessian_samples : int or None
@@ -209,8 +209,12 @@ class TorchAdapter(ModelAdapter):
             self.dtype = first.dtype
         elif dtype in ("float64", np.float64, torch.float64):
             self.dtype = torch.float64
+        elif dtype in ("float32", "bfloat16"):
+            self.dtype = getattr(torch, dtype)
         else:
-            raise ValueError(f"dtype must be None or 'float64', got {dtype!r}.")
+            raise ValueError(
+                f"dtype must be None, 'float64', 'float32' or 'bfloat16', got {dtype!r}."
+            )
 
         def cast(t):
             # a copy always: editing the net's weights later must not change results
