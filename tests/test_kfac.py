@@ -331,3 +331,25 @@ def test_bfloat16_products_track_float64_to_bfloat16_accuracy(mlp_ce):
     # bf16 keeps 8 bits: entries agree to a few parts in a hundred of the largest
     assert np.corrcoef(I.ravel(), I_low.ravel())[0, 1] > 0.99
     assert np.abs(I - I_low).max() < 0.05 * np.abs(I).max()
+
+
+def test_auto_says_what_it_chose_and_why(monkeypatch):
+    import skinfluence.solvers as solvers
+
+    X, y = _blobs(n=60, d=40)
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(40, 80), torch.nn.Tanh(), torch.nn.Linear(80, 3))
+    net = _net(NeuralNetClassifier, module, X, y, torch.nn.functional.cross_entropy,
+               criterion=torch.nn.CrossEntropyLoss, classes=np.arange(3))  # fmt: skip
+    ex = InfluenceExplainer(net).fit(X, y)  # 3,523 parameters
+    assert ex.solver_ == "cg" and ex.solver_summary_["preconditioner"] == "lowrank"
+    assert "n_params=3523 > 3000" in ex.solver_summary_["chosen by auto"]
+    # a basis that does not fit the memory budget: plain CG, and the reason says so
+    small = InfluenceExplainer(net, working_memory=1.0).fit(X, y)
+    assert "preconditioner" not in small.solver_summary_
+    assert "exceeds working_memory" in small.solver_summary_["chosen by auto"]
+    monkeypatch.setattr(solvers, "AUTO_KRONECKER_MIN_PARAMS", 3000)
+    big = InfluenceExplainer(net).fit(X, y)
+    assert big.solver_ == "ekfac" and "EK-FAC" in big.solver_summary_["chosen by auto"]
+    lr = LogisticRegression().fit(X, y)
+    assert "dense Hessian" in InfluenceExplainer(lr).fit(X, y).solver_summary_["chosen by auto"]
