@@ -60,10 +60,6 @@ def check_finite(values, what):
     return values
 
 
-def _dense(M):
-    return M.toarray() if sp.issparse(M) else np.asarray(M)
-
-
 def _check_native(adapter, values, what):
     """:func:`check_finite` for an array of the adapter's backend (no host copy)."""
     if not adapter.backend.all_finite(values):

@@ -45,8 +45,8 @@ class CGSolver(HessianSolver):
         exact (damped) system to ``tol``, so the answer is unchanged and only the
         iterations drop. "lowrank" deflates the ``rank`` largest eigenpairs of
         ``H + damping I`` (``V (Lambda^-1 - 1/sigma) V^T + I/sigma``, ``sigma``
-        the next eigenvalue), found by randomized subspace iteration on blocks of
-        HVPs; "kfac"/"ekfac" use the Kronecker-factored curvature of a net's
+        the next eigenvalue), found by block Lanczos on blocks of HVPs;
+        "kfac"/"ekfac" use the Kronecker-factored curvature of a net's
         ``nn.Linear``/``nn.Conv2d`` layers (see :class:`EKFACSolver`).
     rank : int >= 1 or None, default=None
         Eigenpairs of the "lowrank" preconditioner; None means 50 (fewer for a
