@@ -158,14 +158,15 @@ def peers(table, workload, module, Xtr, ytr, Xte, yte, ref):
 
     T = [torch.as_tensor(a) for a in (Xtr, ytr, Xte, yte)]
     runs = [
-        # pyDVL's own defaults (rtol 1e-4, atol 1e-6), and ten times tighter on both
+        # pyDVL stops at ||r|| < max(rtol^2 c, atol^2): its defaults (rtol 1e-4, atol
+        # 1e-6) ask for a residual of 1e-12; atol 1e-3 asks for 1e-6
         (
             "pyDVL CG (defaults)",
             lambda: pydvl_cg_scores(module, *T, weight_decay=WD, rtol=1e-4, atol=1e-6),
         ),
         (
-            "pyDVL CG rtol 1e-5 atol 1e-7",
-            lambda: pydvl_cg_scores(module, *T, weight_decay=WD, rtol=1e-5, atol=1e-7),
+            "pyDVL CG atol 1e-3",
+            lambda: pydvl_cg_scores(module, *T, weight_decay=WD, rtol=1e-4, atol=1e-3),
         ),
         ("pyDVL EK-FAC", lambda: pydvl_ekfac_scores(module, *T, weight_decay=WD)),
         (
@@ -347,11 +348,15 @@ def main(argv=None):
     table = []
     for w in args.workloads:
         WORKLOADS[w](table, args)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(
-                {"threads": args.threads, "torch": torch.__version__, "rows": table}, fh, indent=1
-            )
+        if args.json:  # after every workload, so that a long run keeps what it has
+            _save(args, table)
+
+
+def _save(args, table):
+    with open(args.json, "w") as fh:
+        json.dump(
+            {"threads": args.threads, "torch": torch.__version__, "rows": table}, fh, indent=1
+        )
 
 
 if __name__ == "__main__":
