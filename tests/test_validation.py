@@ -21,6 +21,8 @@ from skinfluence.mislabel import rank_suspects
 from skinfluence.solvers import (
     CGSolver,
     DirectSolver,
+    EKFACSolver,
+    KFACSolver,
     LissaSolver,
     LowRankSolver,
     make_solver,
@@ -147,6 +149,10 @@ BAD_SOLVER_OPTIONS = [
     ("cg", "max_iter", 0),
     ("cg", "max_iter", -3),
     ("cg", "max_iter", 10.0),
+    ("cg", "preconditioner", "jacobi"),
+    ("cg", "preconditioner", 1),
+    ("cg", "rank", 0),
+    ("cg", "rank", 3.0),
     ("lissa", "depth", 0),
     ("lissa", "repeats", 0),
     ("lissa", "batch_size", 0),
@@ -157,6 +163,8 @@ BAD_SOLVER_OPTIONS = [
     ("lowrank", "rank", 0),
     ("lowrank", "rank", 2.5),
     ("lowrank", "tol", -1.0),
+    ("kfac", "n_samples", 0),
+    ("ekfac", "n_samples", 1.5),
 ]
 
 
@@ -175,13 +183,13 @@ def test_every_solver_option_is_range_checked_before_fit(binary_data, solver, op
 
 
 def test_every_declared_solver_option_is_tested():
-    for cls in (CGSolver, LissaSolver, LowRankSolver, DirectSolver):
+    for cls in (CGSolver, LissaSolver, LowRankSolver, DirectSolver, KFACSolver, EKFACSolver):
         own = set(cls._parameter_table) - {"damping", "random_state"}
         tested = {o for s, o, _ in BAD_SOLVER_OPTIONS if s == cls.name}
         assert own == tested, cls.name
 
 
-@pytest.mark.parametrize("solver", ["direct", "cg", "lissa", "lowrank"])
+@pytest.mark.parametrize("solver", ["direct", "cg", "lissa", "lowrank", "kfac", "ekfac"])
 def test_unknown_solver_option_is_named(binary_data, solver):
     X, y = binary_data
     with pytest.raises(InvalidParameterError, match=r"\['tolerance'\]"):
@@ -281,8 +289,8 @@ def test_indices_mask_and_range(fitted):
 
 def test_float64_dtype_spellings_are_accepted():
     table = InfluenceExplainer._parameter_table["dtype"]
-    for ok in (None, "float64", np.float64, np.dtype("float64")):
+    for ok in (None, "float64", np.float64, np.dtype("float64"), "float32", "bfloat16"):
         check_param("InfluenceExplainer", "dtype", ok, table)
-    for bad in (np.float32, "float32", np.dtype("float32"), 64):
+    for bad in ("float16", np.float32, np.dtype("float32"), 64):
         with pytest.raises(InvalidParameterError):
             check_param("InfluenceExplainer", "dtype", bad, table)
