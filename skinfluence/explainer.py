@@ -113,9 +113,10 @@ HessianSolver, default="auto"
     dtype : None, "float64", "float32" or "bfloat16", default=None
         Torch nets only: compute in the module's dtype, or in the one named (on
         copies of the weights; the net is never changed). "float64" for checks;
-        "bfloat16" halves the memory and time of the per-sample gradients and
-        their products on a GPU at about 3 significant digits (solver vectors and
-        Kronecker factors stay float64).
+        "bfloat16" halves the memory of the per-sample gradients and their
+        products, but is coarse: on a 4,810-parameter MLP with solver="ekfac" its
+        influence matrix had Pearson 0.984 against float64 (float32: 1.000000).
+        Solver vectors and Kronecker factors stay float64 whatever the dtype.
     device : str, torch.device or None, default=None
         Torch nets only: where to compute; None uses the net's parameters' device.
     hessian_samples : int >= 1 or None, default=None
