@@ -17,7 +17,7 @@ sit (``np.linalg.qr`` vs ``torch.linalg.qr`` keyword names, generators, dtypes).
 
 import numpy as np
 
-__all__ = ["NUMPY", "Backend", "NumpyBackend", "TorchBackend", "backend_of"]
+__all__ = ["NUMPY", "Backend", "DeviceState", "NumpyBackend", "TorchBackend", "backend_of"]
 
 
 class Backend:
@@ -221,10 +221,61 @@ class TorchBackend(Backend):
         return {"device": str(self.device)}
 
     def __setstate__(self, state):
-        self.__init__(state["device"])
+        self.__init__(_available(state["device"]))
 
     def __repr__(self):
         return f"TorchBackend(device={str(self.device)!r})"
+
+
+def _available(device):
+    """``device``, or "cpu" for a CUDA device this machine does not have."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return "cpu"
+    return str(device)
+
+
+def _map_tensors(obj, fn):
+    """``obj`` with ``fn`` applied to every torch tensor in its dicts, lists and tuples."""
+    if hasattr(obj, "detach") and hasattr(obj, "device"):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_map_tensors(v, fn) for v in obj)
+    return obj
+
+
+def _first_device(obj):
+    found = []
+    _map_tensors(obj, lambda t: found.append(str(t.device)) or t)
+    return found[0] if found else None
+
+
+class DeviceState:
+    """Pickling that moves an object's tensors to the CPU and back to their device.
+
+    An explainer fitted on a GPU unpickles anywhere: its tensors come back on the
+    device they were on, or on the CPU where that device does not exist.
+    """
+
+    def __getstate__(self):
+        state = dict(super().__getstate__() or {})
+        state["_tensor_device"] = _first_device(state)
+        return _map_tensors(state, lambda t: t.cpu())
+
+    def __setstate__(self, state):
+        device = state.pop("_tensor_device", None)
+        if device is not None:
+            target = _available(device)
+            state = _map_tensors(state, lambda t: t.to(target))
+        setter = getattr(super(), "__setstate__", None)
+        if setter is None:
+            self.__dict__.update(state)
+        else:
+            setter(state)
 
 
 #: The host backend (the closed-form models' and every adapter's default).

@@ -353,3 +353,23 @@ def test_auto_says_what_it_chose_and_why(monkeypatch):
     assert big.solver_ == "ekfac" and "EK-FAC" in big.solver_summary_["chosen by auto"]
     lr = LogisticRegression().fit(X, y)
     assert "dense Hessian" in InfluenceExplainer(lr).fit(X, y).solver_summary_["chosen by auto"]
+
+
+@pytest.mark.parametrize(
+    ("solver", "params"),
+    [
+        ("ekfac", None),
+        ("cg", {"preconditioner": "lowrank", "rank": 6}),
+        ("cg", {"preconditioner": "kfac"}),
+    ],
+)
+def test_fitted_device_state_pickles(mlp_ce, solver, params):
+    import pickle
+
+    net, X, y = mlp_ce
+    ex = InfluenceExplainer(net, solver=solver, solver_params=params).fit(X, y)
+    before = ex.influence(X[:5], y[:5])
+    restored = pickle.loads(pickle.dumps(ex))
+    np.testing.assert_allclose(restored.influence(X[:5], y[:5]), before, rtol=1e-9)
+    assert restored._solver.backend.device == ex._adapter.device
+    assert "_tensor_device" not in vars(restored._solver)

@@ -5,7 +5,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from skinfluence.backend import NUMPY, backend_of
+from skinfluence.backend import NUMPY, DeviceState, backend_of
 from skinfluence.constraints import Interval, check_params
 from skinfluence.exceptions import NonFiniteError, SingularHessianError
 
@@ -24,7 +24,7 @@ def damping_advice(min_eig, max_eig):
     return float(np.ceil(value / 10**exponent) * 10**exponent)
 
 
-class HessianSolver(BaseEstimator):
+class HessianSolver(DeviceState, BaseEstimator):
     """Base class: ``fit(problem)`` then ``solve(B)`` returns ``H^-1 B``.
 
     ``problem`` is a model adapter (``n_params``, ``n_train``, ``hvp``, ``hessian``,

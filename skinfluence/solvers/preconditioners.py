@@ -8,6 +8,7 @@ CG stays exact: a preconditioner only changes how many iterations it takes.
 import numpy as np
 from sklearn.utils import check_random_state
 
+from skinfluence.backend import DeviceState
 from skinfluence.solvers.base import SingularHessianError
 from skinfluence.solvers.spectral import top_eigenpairs
 
@@ -15,7 +16,7 @@ from skinfluence.solvers.spectral import top_eigenpairs
 DEFAULT_RANK = 50
 
 
-class LowRankPreconditioner:
+class LowRankPreconditioner(DeviceState):
     """Spectral deflation ``V (Lambda^-1 - 1/sigma) V^T + I/sigma``.
 
     ``Lambda``, ``V``: the top-``rank`` eigenpairs of ``H + damping I``;
@@ -77,7 +78,7 @@ class LowRankPreconditioner:
         }
 
 
-class KroneckerPreconditioner:
+class KroneckerPreconditioner(DeviceState):
     """The (E)K-FAC approximation of ``(H + damping I)^-1`` as a preconditioner.
 
     Parameters
