@@ -132,6 +132,12 @@ def iter_influence_blocks(adapter, solver, test_data, *, policy, verbose=0, trai
         yield idx, block
 
 
+def _test_chunks(adapter, n_test, policy):
+    """Test rows per chunk: its solved directions (gradients, solution and product
+    form, float64 each) fit the policy's budget; one chunk unless the net is big."""
+    return policy.rows(n_test, 3 * 8 * adapter.n_params, use_batch_size=False)
+
+
 def influence_matrix(adapter, solver, test_data, *, policy, verbose=0, train_norm_max=None):
     """The full ``(n_test, n_train)`` matrix of ``I_up,loss`` (Koh & Liang sign).
 
@@ -146,8 +152,7 @@ def influence_matrix(adapter, solver, test_data, *, policy, verbose=0, train_nor
     # returned as its (Fortran-ordered) transpose: no copy of the output.
     out_t = np.empty((adapter.n_train, n_test))
     train = adapter.train_data
-    chunks = policy.rows(n_test, 3 * 8 * adapter.n_params, use_batch_size=False)
-    for cols in chunks:
+    for cols in _test_chunks(adapter, n_test, policy):
         A = solved_test_gradients(adapter, solver, adapter.take(test_data, cols), native=True)
         check = _needs_output_check(A, train_norm_max, adapter.itemsize, adapter.backend)
         M = _as_products(adapter, A)
@@ -216,15 +221,23 @@ def top_k_influence(adapter, solver, test_data, k, *, policy, verbose=0, train_n
 
     Returns ``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each
     ``(n_test, k)``: helpful sorted from most negative up, harmful from most
-    positive down. The full matrix is never held.
+    positive down. The full matrix is never held; test points come in the chunks
+    of :func:`influence_matrix`.
     """
-    lo, hi = _RunningTopK(k, largest=False), _RunningTopK(k, largest=True)
-    for idx, block in iter_influence_blocks(
-        adapter, solver, test_data, policy=policy, verbose=verbose, train_norm_max=train_norm_max
-    ):
-        lo.update(block, idx.start)
-        hi.update(block, idx.start)
-    return lo.idx, lo.val, hi.idx, hi.val
+    n_test = adapter.n_samples(test_data)
+    parts = []
+    for cols in _test_chunks(adapter, n_test, policy) or [slice(0, n_test)]:
+        lo, hi = _RunningTopK(k, largest=False), _RunningTopK(k, largest=True)
+        chunk = adapter.take(test_data, cols)
+        for idx, block in iter_influence_blocks(
+            adapter, solver, chunk, policy=policy, verbose=verbose, train_norm_max=train_norm_max
+        ):
+            lo.update(block, idx.start)
+            hi.update(block, idx.start)
+        parts.append((lo.idx, lo.val, hi.idx, hi.val))
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.vstack(arrays) for arrays in zip(*parts, strict=True))
 
 
 class _RunningTopK:

@@ -187,3 +187,17 @@ def test_influence_in_test_chunks_equals_one_chunk():
     # equal up to rounding (the smaller budget also changes the GEMMs' shapes)
     scale = np.abs(whole).max()
     np.testing.assert_allclose(chunked.influence(X[:40], y[:40]), whole, atol=1e-10 * scale)
+
+
+def test_top_k_in_test_chunks_equals_one_chunk():
+    X, y = load_iris(return_X_y=True)
+    lr = LogisticRegression(max_iter=2000).fit(X, y)
+    whole = InfluenceExplainer(lr).fit(X, y).most_influential(X[:40], y[:40], k=5)
+    budget = 3 * 8 * 15 * 7 / 2**20  # 7 test points per chunk, as above
+    chunked = InfluenceExplainer(lr, working_memory=budget).fit(X, y)
+    got = chunked.most_influential(X[:40], y[:40], k=5)
+    for key in whole:
+        np.testing.assert_allclose(
+            np.asarray(got[key], dtype=float), np.asarray(whole[key], dtype=float),
+            atol=1e-10 * np.abs(np.asarray(whole[key], dtype=float)).max(),
+        )  # fmt: skip
