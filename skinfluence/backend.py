@@ -46,9 +46,6 @@ class Backend:
     def zeros(self, shape):
         raise NotImplementedError
 
-    def eye(self, n):
-        raise NotImplementedError
-
     def normal(self, shape, seed):
         """Standard normals of ``shape`` from integer ``seed`` (reproducible)."""
         raise NotImplementedError
@@ -119,9 +116,6 @@ class NumpyBackend(Backend):
     def zeros(self, shape):
         return np.zeros(shape)
 
-    def eye(self, n):
-        return np.eye(n)
-
     def normal(self, shape, seed):
         return np.random.default_rng(seed).standard_normal(shape)
 
@@ -185,9 +179,6 @@ class TorchBackend(Backend):
 
     def zeros(self, shape):
         return self._torch.zeros(shape, dtype=self._torch.float64, device=self.device)
-
-    def eye(self, n):
-        return self._torch.eye(n, dtype=self._torch.float64, device=self.device)
 
     def normal(self, shape, seed):
         # drawn on the host so that a seed gives the same numbers on every device

@@ -90,8 +90,10 @@ HessianSolver, default="auto"
         "kfac" and "ekfac" (torch nets of ``nn.Linear``/``nn.Conv2d`` layers) use
         layer-wise Kronecker factors of the Gauss-Newton matrix, eigenvalue-
         corrected for "ekfac" (fast, approximate). "auto" picks "direct" up to 3000
-        parameters, "cg" above. Every iterative solver computes on the net's
-        device for a torch net.
+        parameters, "ekfac" for a net above a million whose layers it covers, and
+        otherwise "cg" with a lowrank preconditioner sized to ``working_memory``;
+        ``solver_summary_["chosen by auto"]`` says which and why. Every solver
+        computes on the net's device for a torch net.
         A solver instance (e.g. ``CGSolver(tol=1e-6)``) is cloned and fitted with
         this explainer's ``damping``.
     solver_params : dict or None, default=None

@@ -682,11 +682,7 @@ class TorchAdapter(ModelAdapter):
 
         modules = dict(self.module.named_modules())
         data, w_all = self._hessian_data()
-        shape = self._out_shape()
-        K = int(np.prod(shape, dtype=int))
-
-        def loss_flat(o, y):
-            return self._loss_of_row(o.reshape(shape), y)
+        K, loss_flat = self._flat_output_loss()
 
         width = max(ly["out"] * K + ly["inp"] for ly in layers)
         gen = None if n_samples is None else np.random.default_rng(seed)
@@ -820,13 +816,17 @@ class TorchAdapter(ModelAdapter):
             one = self._forward(self._params, self._train.X[:1])
         return tuple(one.shape[1:])
 
-    def output_derivatives(self, data):
+    def _flat_output_loss(self):
+        """``(K, loss_flat)``: the number of outputs and a row's loss of its flat outputs."""
         shape = self._out_shape()
-        K = int(np.prod(shape, dtype=int))
 
         def loss_flat(o, y):
             return self._loss_of_row(o.reshape(shape), y)
 
+        return int(np.prod(shape, dtype=int)), loss_flat
+
+    def output_derivatives(self, data):
+        K, loss_flat = self._flat_output_loss()
         with _eval_mode(self.module), torch.no_grad():
             out = self._forward(self._params, data.X).reshape(-1, K)
         with _eval_mode(self.module):

@@ -109,7 +109,7 @@ class LowRankSolver(HessianSolver):
         if xp is NUMPY or not xp.is_native(B):
             V, inv, B = self._V, self._inv, np.asarray(B, dtype=np.float64)
         else:  # the eigenvectors copied to the device once
-            if getattr(self, "_device_pairs", None) is None:
+            if self._device_pairs is None:
                 self._device_pairs = (xp.asarray(self._V), xp.asarray(self._inv))
             V, inv = self._device_pairs
         coef = V.T @ B

@@ -47,9 +47,7 @@ class LowRankPreconditioner(DeviceState):
                 f"flat directions, this model has {P - n_null}: use solver='direct'."
             )
         seed = int(check_random_state(cg.random_state).randint(2**31 - 1))
-        w, V, nxt, spent = top_eigenpairs(
-            lambda B: cg._project(cg._matvec(B)), P, k, xp, seed=seed, project=cg._project
-        )
+        w, V, nxt, spent = top_eigenpairs(cg._matvec, P, k, xp, seed=seed, project=cg._project)
         keep = w > 0
         w, V = w[keep], V[:, keep]
         if w.shape[0] == 0:

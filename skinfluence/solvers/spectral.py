@@ -32,7 +32,7 @@ def top_eigenpairs(matmat, n, k, xp, *, seed=0, project=None, basis=None):
     seed : int
         Seed of the random start.
     project : callable or None
-        Applied to every block before a product (removes exact flat directions).
+        Applied to the start and to every product (removes exact flat directions).
     basis : int or None
         Krylov basis size; None means ``BASIS_FACTOR * k + BLOCK`` (at most ``n``).
 
