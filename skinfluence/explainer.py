@@ -141,6 +141,26 @@ HessianSolver, default="auto"
         vector, ``hessian_samples``).
     verbose : int, default=0
         Show progress bars (``tqdm.auto``, Jupyter-friendly) over blocks.
+    polish : bool, default=False
+        For a ``FrozenEstimator`` around a bare LogisticRegression: take Newton
+        steps from its coefficients to the exact optimum of the training data
+        passed to :meth:`fit` before explaining (``estimator_`` is then a polished
+        copy; the frozen model is not changed). For a model fitted on a sample,
+        or by a solver with a loose ``tol``, whose parameters are off the optimum
+        that influence functions assume. With dask data, each step is one
+        map-reduce over the row chunks.
+
+    Notes on dask data
+    ------------------
+    When ``X`` is a dask array or DataFrame (chunked by rows; ``y`` and
+    ``sample_weight`` dask or in memory), the training rows stay on the workers:
+    ``fit`` (an unfitted LogisticRegression is fitted by Newton's method on its
+    exact objective), the training-set ``loss``, ``gradient_norms``,
+    ``self_influence``, ``self_removal_effect`` and the no-refit mislabel scores
+    come back as lazy dask arrays, ``influence`` as a lazy
+    ``(n_test, n_train)`` dask array chunked by training rows (``.compute()`` it,
+    or ``.to_zarr(...)`` it out of core), and ``most_influential`` and
+    ``find_mislabeled`` as arrays from tree reductions. See the "dask" page.
 
     Attributes
     ----------
@@ -234,6 +254,7 @@ HessianSolver, default="auto"
         copy_X=True,
         random_state=None,
         verbose=0,
+        polish=False,
     ):
         self.estimator = estimator
         self.damping = damping
@@ -249,6 +270,7 @@ HessianSolver, default="auto"
         self.copy_X = copy_X
         self.random_state = random_state
         self.verbose = verbose
+        self.polish = polish
 
     #: The declared range of every parameter, checked by ``fit`` before any work.
     _parameter_table: ClassVar[dict] = {
@@ -282,6 +304,7 @@ HessianSolver, default="auto"
         "copy_X": [BOOLEAN],
         "random_state": RANDOM_STATE,
         "verbose": [Interval("int", 0, None), BOOLEAN],
+        "polish": [BOOLEAN],
     }
 
     # -- fitting ---------------------------------------------------------------
@@ -366,7 +389,15 @@ HessianSolver, default="auto"
 
     def _fit(self, X, y, sample_weight, fit_params):
         inner = self.estimator.estimator if self._is_frozen() else self.estimator
+        if _is_dask(X):
+            return self._fit_dask(inner, X, y, sample_weight, fit_params)
         check_supported(inner)
+        if self.polish and not self._is_frozen():
+            raise ValueError(
+                "polish=True takes Newton steps from a frozen model's coefficients; the "
+                f"{type(inner).__name__} here is fitted by the explainer itself (to its own "
+                "tol). Wrap a fitted model in FrozenEstimator, or pass polish=False."
+            )
         self._validate_X(X, y, reset=True)
         last = f"{inner.steps[-1][0]}__" if isinstance(inner, Pipeline) else ""
         weights_in_params = [
@@ -392,6 +423,85 @@ HessianSolver, default="auto"
         self._set_fitted_attributes(adapter, solver)
         return self
 
+    def _fit_dask(self, inner, X, y, sample_weight, fit_params):
+        """``fit`` for dask data: the training rows stay on the workers."""
+        dask_path = _dask_module("dask data")
+        dask_path.check_model(inner)
+        if fit_params:
+            raise ValueError(
+                f"With dask data the explainer fits the model itself; the fit parameters "
+                f"{sorted(fit_params)} cannot be routed to it. Fit without them."
+            )
+        if self.solver not in ("auto", "direct"):
+            raise ValueError(
+                f"With dask data the Hessian is one P x P reduction over the row chunks, "
+                f"solved on the client: solver={self.solver!r} is not available there; pass "
+                "solver='auto' or 'direct'."
+            )
+        blocking = self._blocking()
+        if not self._is_frozen():
+            model, _ = dask_path.newton_fit(inner, X, y, sample_weight, blocking=blocking)
+        else:
+            try:
+                check_is_fitted(inner)
+            except NotFittedError as exc:
+                raise NotFittedError(
+                    f"The {type(inner).__name__} inside FrozenEstimator is not fitted: fit "
+                    "it first, or pass it unfrozen to have the explainer fit it (by Newton's "
+                    "method on the dask data)."
+                ) from exc
+            model = inner
+            if self.polish:
+                model, _ = dask_path.newton_fit(inner, X, y, sample_weight, blocking=blocking)
+        adapter = dask_path.DaskLinearAdapter(model, X, y, sample_weight, blocking=blocking)
+        gradient, mean_sq_norm = adapter.stationarity_terms()
+        scale = float(np.sqrt(mean_sq_norm))
+        ratio = float(np.linalg.norm(gradient)) / scale if scale > 0 else 0.0
+        if not ratio <= STATIONARITY_WARN:
+            warnings.warn(
+                f"The fitted parameters are not a stationary point of the training "
+                f"objective: ||grad R|| is {ratio:.3g} times the typical per-sample gradient "
+                "norm. Influence functions assume an optimum; pass polish=True to take "
+                "Newton steps to it on the cluster.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        solver = make_solver("direct", damping=float(self.damping)).fit(adapter)
+        self._auto_reason = (
+            f"dask data: the dense Hessian (one {adapter.n_params} x {adapter.n_params} "
+            "reduction over the row chunks), exact"
+            if self.solver == "auto"
+            else None
+        )
+        self.estimator_, self.stationarity_ = model, ratio
+        self._adapter, self._solver = adapter, solver
+        self._fit_inputs = (adapter.X, adapter.y, adapter.sample_weight, {})
+        self._train_index = None
+        self._cross_fitted_cache, self._train_cache = {}, {}
+        self.n_features_in_ = int(adapter.X.shape[1])
+        names = getattr(X, "columns", None)
+        if names is not None and all(isinstance(c, str) for c in names):
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.classes_ = np.array(adapter.classes_)
+        self.n_train_ = adapter.n_train
+        self.n_params_ = adapter.n_params
+        self.model_family_ = adapter.family_name
+        self.removal_weights_ = adapter.removal_weights  # lazy, like every per-row result
+        self.solver_ = solver.name
+        self.damping_ = float(solver.damping)
+        self.hessian_condition_ = solver.summary().get("condition number")
+        return self
+
+    def _on_dask(self):
+        return getattr(getattr(self, "_adapter", None), "on_dask", False)
+
+    def _not_on_dask(self, method, advice=""):
+        if self._on_dask():
+            raise NotImplementedError(
+                f"{method} is not available for an explainer fitted on dask data{advice}. "
+                "Compute the training data into memory and fit on that for it."
+            )
+
     def _is_frozen(self):
         return isinstance(self.estimator, FrozenEstimator)
 
@@ -414,6 +524,10 @@ HessianSolver, default="auto"
                     "a frozen estimator is used as it is, so fit it first (or pass it "
                     "unfrozen to have the explainer fit a clone)."
                 ) from exc
+            if self.polish:
+                return _dask_module("polish=True").polish_in_memory(
+                    inner, X, y, sample_weight, blocking=self._blocking()
+                ), None
             return inner, None
         if _fits_step_by_step(inner, fit_params):
             model = clone(inner)
@@ -541,6 +655,17 @@ HessianSolver, default="auto"
     def _training_quantity(self, name):
         """A training-set quantity (``loss``, ``self_influence``, ``grad_norm``,
         ``leverage``, ``self_removal``), computed once per fit."""
+        if name not in self._train_cache and self._on_dask():
+            a = self._adapter
+            fn = {
+                "loss": a.training_losses,
+                "grad_norm": a.training_gradient_norms,
+                "self_influence": lambda: a.training_self_influence(self._solver),
+                "self_removal": lambda: a.training_self_removal(self._solver),
+            }
+            if name not in fn:
+                self._not_on_dask(f"The training-set {name!r}")
+            self._train_cache[name] = fn[name]()  # a lazy dask array
         if name not in self._train_cache:
             fn = {
                 "loss": compute.losses,
@@ -588,6 +713,10 @@ HessianSolver, default="auto"
         """
         check_param("influence", "as_frame", as_frame, [BOOLEAN])
         data = self._prepare(X, y)
+        if self._on_dask():
+            if as_frame:
+                self._not_on_dask("influence(as_frame=True)", " (the result is a lazy dask array)")
+            return self._adapter.influence(self._solver, data)
         out = compute.influence_matrix(
             self._adapter, self._solver, data, **self._budget(), train_norm_max=self._norm_max()
         )
@@ -625,6 +754,8 @@ HessianSolver, default="auto"
         if X is None and y is None:
             check_is_fitted(self)
             scores = self._training_quantity("self_influence").copy()
+            if as_frame and self._on_dask():
+                self._not_on_dask("self_influence(as_frame=True)", " (the result is lazy)")
             if as_frame:
                 return self._training_frame({"self_influence": scores}, "self_influence")
             return scores
@@ -690,9 +821,19 @@ HessianSolver, default="auto"
         check_param("most_influential", "k", k, [Interval("int", 1, self.n_train_)])
         check_param("most_influential", "as_frame", as_frame, [BOOLEAN])
         data = self._prepare(X, y)
-        h_idx, h_val, b_idx, b_val = compute.top_k_influence(
-            self._adapter, self._solver, data, k, **self._budget(), train_norm_max=self._norm_max()
-        )
+        if self._on_dask():
+            if as_frame:
+                self._not_on_dask("most_influential(as_frame=True)")
+            h_idx, h_val, b_idx, b_val = self._adapter.top_k(self._solver, data, k)
+        else:
+            h_idx, h_val, b_idx, b_val = compute.top_k_influence(
+                self._adapter,
+                self._solver,
+                data,
+                k,
+                **self._budget(),
+                train_norm_max=self._norm_max(),
+            )
         if as_frame:
             test_rows = frames.labels_for(
                 frames.row_index(X), np.arange(h_idx.shape[0]), "most_influential"
@@ -749,6 +890,7 @@ HessianSolver, default="auto"
             moves the parameters by about ``-removal_weights_[i] * row``. The
             parameter layout is described in the class Notes.
         """
+        self._not_on_dask("influence_params")
         check_is_fitted(self)
         check_param("influence_params", "as_frame", as_frame, [BOOLEAN])
         positions = self._selected_positions(train_indices)
@@ -798,6 +940,7 @@ HessianSolver, default="auto"
             the features are those entering the last step (``as_frame=True``
             gives the input columns, see above).
         """
+        self._not_on_dask("perturbation_influence")
         check_param("perturbation_influence", "as_frame", as_frame, [BOOLEAN])
         test = self._prepare(X, y)
         positions = self._selected_positions(train_indices)
@@ -897,6 +1040,7 @@ HessianSolver, default="auto"
         multinomial model), plus each training point's ``K x K`` leverage
         ``J H^-1 J^T``, computed once per fit.
         """
+        self._not_on_dask("removal_effect", " (self_removal_effect is)")
         check_is_fitted(self)
         check_param("removal_effect", "method", method, [Options(*removal.METHODS)])
         data = self._prepare(X, y)
@@ -964,6 +1108,7 @@ HessianSolver, default="auto"
             Only with ``return_info=True``: ``n_iter`` (steps taken),
             ``converged`` (whether it stopped on ``tol``), ``step_norms``.
         """
+        self._not_on_dask("group_removal_effect")
         check_is_fitted(self)
         check_param("group_removal_effect", "method", method, [Options(*removal.METHODS)])
         check_param("group_removal_effect", "n_steps", n_steps, [POSITIVE_INT])
@@ -1017,6 +1162,11 @@ HessianSolver, default="auto"
             that left it out, its ``"alo_loss"`` under the others). Both are
             ndarrays of shape (n_train,), copies.
         """
+        self._not_on_dask(
+            "cross_fitted_losses",
+            " yet (the mislabel scores without refits are: method='alo_loss', 'loo_loss', "
+            "'self_influence', 'loss')",
+        )
         check_is_fitted(self)
         cv = crossfit.check_n_folds(cv)
         if cv not in self._cross_fitted_cache:
@@ -1071,6 +1221,8 @@ HessianSolver, default="auto"
         check_is_fitted(self)
         check_param("mislabel_scores", "as_frame", as_frame, [BOOLEAN])
         scores = self._mislabel_scores(method, cv)
+        if as_frame and self._on_dask():
+            self._not_on_dask("mislabel_scores(as_frame=True)", " (the scores are a lazy array)")
         if as_frame:
             frame = self._training_frame({"score": scores}, "mislabel_scores")
             frame.attrs["method"] = mislabel.resolve_method(method, self.model_family_)
@@ -1080,6 +1232,12 @@ HessianSolver, default="auto"
     def _mislabel_scores(self, method, cv):
         name = mislabel.resolve_method(method, self.model_family_)
         needs = mislabel.NEEDS[name]
+        if "cross_fitted" in needs and self._on_dask():
+            raise NotImplementedError(
+                f"method={method!r} ({name}) refits the model on folds, which the dask path "
+                "does not do yet; pass a score without refits: method='alo_loss' (the "
+                "Newton-step leave-one-out loss), 'loo_loss', 'self_influence' or 'loss'."
+            )
         inputs = {q: self._training_quantity(q) for q in needs if q != "cross_fitted"}
         if "cross_fitted" in needs:
             inputs["cross_fitted"] = self.cross_fitted_losses(cv=cv)
@@ -1137,6 +1295,16 @@ HessianSolver, default="auto"
                 "find_mislabeled sizes its set from class probabilities, which a regressor "
                 "does not have; pass k (e.g. k=10) or fraction (e.g. fraction=0.05)."
             )
+        if self._on_dask():
+            if k is None and fraction is None:
+                self._not_on_dask(
+                    "find_mislabeled without k or fraction",
+                    " (the self-sized set needs cross-fitted probabilities); pass k or fraction",
+                )
+            if as_frame:
+                self._not_on_dask("find_mislabeled(as_frame=True)")
+            scores = self._mislabel_scores(method, cv)
+            return _dask_module("dask data").top_suspects(scores, k=k, fraction=fraction)
         scores = self._mislabel_scores(method, cv)
         ranked = mislabel.rank_suspects(scores, k=k, fraction=fraction)
         if k is None and fraction is None:
@@ -1187,6 +1355,7 @@ HessianSolver, default="auto"
             ``actual`` loss changes, each ``(n_test, n_points)``, plus ``pearson``
             and ``spearman`` correlations over all pairs.
         """
+        self._not_on_dask("validate")
         from skinfluence.validation import validate
 
         check_is_fitted(self)
@@ -1328,6 +1497,22 @@ _FIT_STATE = (
     "_cross_fitted_cache",
     "_train_cache",
 )
+
+
+def _is_dask(x):
+    """Whether ``x`` is a dask collection (checked without importing dask)."""
+    return callable(getattr(type(x), "__dask_graph__", None))
+
+
+def _dask_module(what):
+    """skinfluence.dask, or an ImportError saying which extra ``what`` needs."""
+    try:
+        from skinfluence import dask as dask_path
+    except ImportError as exc:
+        raise ImportError(
+            f"{what} needs dask: pip install 'skinfluence[dask]' (dask[distributed])."
+        ) from exc
+    return dask_path
 
 
 def _fits_step_by_step(model, fit_params):

@@ -64,7 +64,9 @@ def score_from_inputs(method, inputs, *, removal_weights, classifier=True, cv=5)
     scores : ndarray of shape (n_train,)
         Higher = more suspicious.
     """
-    w = np.asarray(removal_weights, dtype=float)
+    # lazy inputs (dask arrays, from training data on a cluster) give a lazy score
+    lazy = callable(getattr(type(removal_weights), "__dask_graph__", None))
+    w = removal_weights if lazy else np.asarray(removal_weights, dtype=float)
     if method in ("loss", "self_influence", "grad_norm"):
         out = inputs[method]
     elif method == "loo_loss":
@@ -85,7 +87,7 @@ def score_from_inputs(method, inputs, *, removal_weights, classifier=True, cv=5)
             out = 0.5 * (inputs["loss"] + out)
     else:
         raise ValueError(f"Unknown mislabel method {method!r}; choose from {sorted(NEEDS)}.")
-    return np.array(out, dtype=float)
+    return out.astype(float) if lazy else np.array(out, dtype=float)
 
 
 def alo_log_loss(loss, self_influence, removal_weights):

@@ -144,10 +144,43 @@ class LinearAdapter(ModelAdapter):
         S = s.sum()
         if not S > 0:
             raise ValueError("The sample weights sum to zero: there is no objective.")
-        self.n_train = n
+        self._set_weights(s, S)
+
+    def _set_weights(self, s, total_weight):
+        self.n_train = s.size
         self._s = s
-        self.removal_weights = s / S
-        self.lam = self._penalty_per_weight / S
+        self._total_weight = float(total_weight)
+        self.removal_weights = s / total_weight
+        self.lam = self._penalty_per_weight / total_weight
+
+    @classmethod
+    def template(cls, model, total_weight, *, blocking=None):
+        """An adapter without training data, for the objective of weight ``total_weight``.
+
+        ``total_weight`` is ``S``, the sum of the objective weights of a training set
+        held elsewhere (skinfluence.dask): the penalty is scaled by it, and
+        :meth:`on_block` gives adapters over pieces of that set.
+        """
+        self = cls.__new__(cls)
+        self.transform, inner = split_pipeline(model)
+        self.model = inner
+        self.blocking = blocking
+        self._setup_model(inner)
+        self._train = None
+        self._set_weights(np.empty(0), total_weight)
+        return self
+
+    def on_block(self, data, weights):
+        """A view over prepared rows ``data`` of the training set, weights ``s_i`` each.
+
+        ``removal_weights`` and the penalty stay those of the whole objective (the
+        ``S`` this adapter was built with), so the block's Hessian, gradient and
+        per-sample quantities are its exact share of the full objective's.
+        """
+        view = copy.copy(self)
+        view._train = data
+        view._set_weights(np.asarray(weights, dtype=np.float64), self._total_weight)
+        return view
 
     # -- model description -------------------------------------------------------
     def _setup_model(self, model):

@@ -1,0 +1,591 @@
+"""Influence over a training set held as dask arrays: one task per row chunk.
+
+The training rows stay on the workers. Every sweep over them (the objective's gradient
+and Hessian, Newton steps, losses, gradient norms, self-influence, the Newton-step
+leave-one-out, the influence matrix and its top-k) is one task per row chunk of ``X``:
+the task builds an in-memory adapter over its chunk (:meth:`LinearAdapter.on_block`,
+whose weights and penalty are those of the whole objective) and runs the blocked code
+of the in-memory path (:mod:`skinfluence.compute`, :mod:`skinfluence.removal`) on it.
+Sums come back to the client as tree reductions, P-sized or P x P; per-row results
+stay lazy dask arrays chunked like the training rows. What the tasks share (the model,
+the Hessian's factor, the solved test directions) enters each graph once, as one key.
+
+Logistic regression (binary or multinomial, L2 or no penalty) only: its whole problem
+is a map-reduce. This module imports dask; the explainer imports it only for dask data.
+"""
+
+import functools
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.linalg as sla
+from dask import delayed
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils import check_array
+
+from skinfluence import compute, removal
+from skinfluence.models.base import ModelAdapter
+from skinfluence.models.linear import LinearAdapter, _class_weights
+
+#: Partial results combined per task of a tree reduction.
+FAN_IN = 8
+#: Newton iterations of :func:`newton_fit` before it gives up (with a warning).
+NEWTON_MAX_ITER = 100
+
+
+def is_dask_collection(x):
+    """Whether ``x`` is a dask collection (array, DataFrame, Series), without importing dask."""
+    return callable(getattr(type(x), "__dask_graph__", None))
+
+
+# -- inputs --------------------------------------------------------------------------
+def _known_rows(a):
+    if hasattr(a, "to_dask_array"):  # dask DataFrame or Series
+        return a.to_dask_array(lengths=True)
+    if any(np.isnan(c) for c in a.chunks[0]):
+        return a.compute_chunk_sizes()
+    return a
+
+
+def training_rows(X):
+    """``X`` as a 2-d dask array chunked by rows only, with known chunk sizes."""
+    X = _known_rows(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be a 2-d dask array (rows x features), got {X.ndim} dimension(s) of shape "
+            f"{X.shape}."
+        )
+    return X.rechunk({1: -1}) if len(X.chunks[1]) > 1 else X
+
+
+def aligned(v, row_chunks, name):
+    """``y`` or ``sample_weight`` as a 1-d dask array with ``X``'s row chunks (or None)."""
+    if v is None:
+        return None
+    n = int(sum(row_chunks))
+    if not is_dask_collection(v):
+        v = np.asarray(v)
+        if v.ndim == 0 or v.shape[0] != n:
+            raise ValueError(
+                f"X and {name} have inconsistent numbers of samples: {n} and "
+                f"{'a scalar' if v.ndim == 0 else v.shape[0]}."
+            )
+        v = da.from_array(v, chunks=(row_chunks, *v.shape[1:]))
+    v = _known_rows(v)
+    if v.shape[0] != n:
+        raise ValueError(
+            f"X and {name} have inconsistent numbers of samples: {n} and {v.shape[0]}."
+        )
+    if v.ndim == 2 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {v.shape}.")
+    return v.rechunk({0: row_chunks})
+
+
+def check_model(model):
+    """Raise unless ``model`` is a LogisticRegression (what the dask path explains)."""
+    if not isinstance(model, LogisticRegression):
+        raise TypeError(
+            f"With dask data, InfluenceExplainer explains a LogisticRegression (L2 or no "
+            f"penalty), got {type(model).__name__}: its objective is a map-reduce over the "
+            "row chunks. Compute the data into memory (X.compute()) for other models."
+        )
+
+
+# -- tasks (module level: they travel to the workers by reference) ---------------------
+def _block(tpl, X, y, w, theta=None):
+    """The in-memory adapter over one chunk, its rows weighted as in the full objective."""
+    data = tpl.prepare(X, y)
+    s = np.ones(data.X.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
+    if not (np.isfinite(s).all() and (s >= 0).all()):
+        raise ValueError("sample_weight holds negative, NaN or infinite values.")
+    if tpl.class_weight_values is not None:
+        s = s * tpl.class_weight_values[data.y]
+    if theta is not None:
+        tpl = tpl.reweighted(1.0, theta)
+    return tpl.on_block(data, s)
+
+
+def _class_counts(tpl, y, w):
+    labels = tpl._encode_y(y, len(y))
+    weights = None if w is None else np.asarray(w, dtype=np.float64)
+    return np.bincount(labels, weights=weights, minlength=len(tpl.classes_)).astype(float)
+
+
+def _objective_terms(tpl, X, y, w, theta):
+    """The chunk's share of the data term: ``(loss, gradient, Hessian)``, no penalty."""
+    a = _block(tpl, X, y, w, theta)
+    a.lam = 0.0
+    loss = float(a.removal_weights @ a.per_sample_losses(a.train_data))
+    return loss, a.objective_gradient(), a.hessian()
+
+
+def _data_loss(tpl, X, y, w, theta):
+    a = _block(tpl, X, y, w, theta)
+    return float(a.removal_weights @ a.per_sample_losses(a.train_data))
+
+
+def _gradient_and_norms(tpl, X, y, w):
+    """The chunk's data-term gradient and ``sum_i w_i ||g_i||^2`` (the stationarity check)."""
+    a = _block(tpl, X, y, w)
+    a.lam = 0.0
+    norms = compute.gradient_norms(a, a.train_data, policy=a.blocking)
+    return a.objective_gradient(), float(a.removal_weights @ norms**2)
+
+
+def _hvp(tpl, X, y, w, V):
+    a = _block(tpl, X, y, w)
+    a.lam = 0.0
+    return a.hvp(V)
+
+
+def _removal_weights(tpl, X, y, w):
+    return _block(tpl, X, y, w).removal_weights
+
+
+def _losses(tpl, X, y, w):
+    a = _block(tpl, X, y, w)
+    return compute.losses(a, a.train_data, policy=a.blocking)
+
+
+def _gradient_norms(tpl, X, y, w):
+    a = _block(tpl, X, y, w)
+    return compute.gradient_norms(a, a.train_data, policy=a.blocking)
+
+
+def _self_influence(tpl, X, y, w, factor):
+    a = _block(tpl, X, y, w)
+    return compute.self_influence(a, factor, a.train_data, policy=a.blocking)
+
+
+def _self_removal(tpl, X, y, w, factor):
+    a = _block(tpl, X, y, w)
+    lev = removal.leverages(a, factor, a.train_data, policy=a.blocking)
+    return removal.self_removal(a, lev, a.train_data, policy=a.blocking)
+
+
+def _influence_rows(tpl, X, y, w, M):
+    """``-G_chunk H^-1 g_test`` as ``(b, n_test)``: the chunk's columns of I_up,loss."""
+    a = _block(tpl, X, y, w)
+    return compute.check_finite(a.gradients_dot(a.train_data, M), "The influence values")
+
+
+def _top_k(tpl, X, y, w, M, k, col0):
+    block = _influence_rows(tpl, X, y, w, M).T
+    lo, hi = compute._RunningTopK(k, largest=False), compute._RunningTopK(k, largest=True)
+    lo.update(block, col0)
+    hi.update(block, col0)
+    return lo.idx, lo.val, hi.idx, hi.val
+
+
+def _merge_top_k(k, *parts):
+    """The best ``k`` of several ``(lo_idx, lo_val, hi_idx, hi_val)`` candidates per row.
+
+    Ties go to the smaller training index, as in the in-memory stream.
+    """
+    out = []
+    for which, sign in ((0, 1.0), (2, -1.0)):
+        idx = np.hstack([p[which] for p in parts])
+        val = np.hstack([p[which + 1] for p in parts])
+        order = np.lexsort((idx, sign * val), axis=1)[:, :k]
+        out += [np.take_along_axis(idx, order, axis=1), np.take_along_axis(val, order, axis=1)]
+    return tuple(out)
+
+
+def _add(*parts):
+    """Elementwise sum of arrays, floats, or tuples of them."""
+    if isinstance(parts[0], tuple):
+        return tuple(_add(*column) for column in zip(*parts, strict=True))
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def tree_reduce(parts, combine, fan_in=FAN_IN):
+    """One delayed value: ``parts`` combined ``fan_in`` at a time, level by level."""
+    parts = list(parts)
+    while len(parts) > 1:
+        parts = [delayed(combine)(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
+    return parts[0]
+
+
+class _Factor:
+    """What the tasks need of a direct solve: ``W`` with ``W W^T = H^-1``."""
+
+    def __init__(self, W):
+        self.W = W
+
+    def whitener(self):
+        return self.W
+
+    def solve(self, B):
+        return self.W @ (self.W.T @ B)
+
+
+# -- the adapter -----------------------------------------------------------------------
+class DaskLinearAdapter(ModelAdapter):
+    """A fitted LogisticRegression over training rows held as dask arrays.
+
+    Sweeps over the training set run as dask tasks, one per row chunk, on whatever
+    scheduler is active (a ``dask.distributed.Client`` included). In-memory blocks
+    (test points) are handled as the in-memory adapter handles them.
+
+    Parameters
+    ----------
+    model : LogisticRegression
+        The fitted model.
+    X : dask array or dask DataFrame of shape (n_samples, n_features)
+        The training features, chunked by rows.
+    y : dask array, dask Series or array-like of shape (n_samples,)
+        The training labels (rechunked to ``X``'s rows).
+    sample_weight : dask array, array-like or None
+        The weights the model was (or is to be) fitted with.
+    blocking : skinfluence.blocking.Blocking or None
+        The memory policy of the sweeps inside each task.
+    """
+
+    family_name = "linear"
+    #: Training-set results are lazy dask arrays (the explainer keys on this).
+    on_dask = True
+
+    def __init__(self, model, X, y, sample_weight=None, *, blocking=None):
+        check_model(model)
+        self.blocking = blocking
+        self.X = training_rows(X)
+        self.row_chunks = tuple(int(c) for c in self.X.chunks[0])
+        self.offsets = np.concatenate([[0], np.cumsum(self.row_chunks)]).astype(int)
+        self.y = aligned(y, self.row_chunks, "y")
+        self.sample_weight = aligned(sample_weight, self.row_chunks, "sample_weight")
+        self.n_train = int(self.offsets[-1])
+        self._xs = list(self.X.to_delayed().ravel())
+        self._ys = list(self.y.to_delayed().ravel())
+        if self.sample_weight is None:
+            self._ws = [None] * len(self._xs)
+        else:
+            self._ws = list(self.sample_weight.to_delayed().ravel())
+        tpl = LinearAdapter.template(model, 1.0, blocking=blocking)
+        tpl.class_weight_values = None
+        counts = self._reduce(_class_counts, tpl=tpl, with_x=False)
+        weights = np.ones(len(counts))
+        if model.class_weight is not None:
+            # the class weights of the whole set: LogisticRegression's own rule applied
+            # to the (weighted) class counts, one observation per class
+            weights = _class_weights(model, tpl.classes_, counts)
+        total = float(counts @ weights)
+        if not total > 0:
+            raise ValueError("The sample weights sum to zero: there is no objective.")
+        self._tpl = LinearAdapter.template(model, total, blocking=blocking)
+        self._tpl.class_weight_values = None if model.class_weight is None else weights
+        for name in ("n_params", "theta", "classes_", "lam", "penalty_mask", "n_features"):
+            setattr(self, name, getattr(self._tpl, name))
+        self.model = model
+
+    # -- scheduling --------------------------------------------------------------
+    def _tasks(self, func, *shared, tpl=None, with_x=True):
+        """One delayed call of ``func(tpl, X_i, y_i, w_i, *shared)`` per chunk."""
+        tpl = delayed(self._tpl if tpl is None else tpl)
+        shared = [delayed(s) if isinstance(s, np.ndarray | _Factor) else s for s in shared]
+        f = delayed(func, pure=True)
+        xs = self._xs if with_x else [None] * len(self._ys)
+        if with_x:
+            return [
+                f(tpl, x, y, w, *shared) for x, y, w in zip(xs, self._ys, self._ws, strict=True)
+            ]
+        return [f(tpl, y, w, *shared) for y, w in zip(self._ys, self._ws, strict=True)]
+
+    def _reduce(self, func, *shared, tpl=None, with_x=True):
+        (total,) = dask.compute(
+            tree_reduce(self._tasks(func, *shared, tpl=tpl, with_x=with_x), _add)
+        )
+        return total
+
+    def _rows(self, func, *shared, tail=()):
+        """A lazy dask array: ``func``'s per-row results, chunked like the training rows."""
+        parts = self._tasks(func, *shared)
+        return da.concatenate(
+            [
+                da.from_delayed(p, shape=(n, *tail), dtype=np.float64)
+                for p, n in zip(parts, self.row_chunks, strict=True)
+            ],
+            axis=0,
+        )
+
+    # -- the ModelAdapter interface: training sweeps as reductions ------------------
+    def objective_gradient(self):
+        g, _ = self._reduce(_gradient_and_norms)
+        return g + self.lam * self.penalty_mask * self.theta
+
+    def stationarity_terms(self):
+        """``(gradient of the objective, sum_i w_i ||g_i||^2)`` in one pass over the chunks."""
+        g, sq = self._reduce(_gradient_and_norms)
+        return g + self.lam * self.penalty_mask * self.theta, sq
+
+    def hessian(self):
+        _, _, H = self._reduce(_objective_terms, self.theta)
+        H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
+        return H
+
+    def hvp(self, V, indices=None):
+        if indices is not None:
+            raise ValueError("Mini-batch Hessians of dask data are not supported.")
+        V = np.asarray(V, dtype=np.float64)
+        out = self._reduce(_hvp, V)
+        return out + (self.lam * self.penalty_mask).reshape((-1,) + (1,) * (V.ndim - 1)) * V
+
+    def null_space(self):
+        return self._tpl.null_space()
+
+    def parameter_labels(self, feature_names):
+        return self._tpl.parameter_labels(feature_names)
+
+    @property
+    def removal_weights(self):
+        return self._rows(_removal_weights)
+
+    # -- lazy per-row results over the training set --------------------------------
+    def training_losses(self):
+        """Per-row training losses, a lazy dask array ``(n_train,)``."""
+        return self._rows(_losses)
+
+    def training_gradient_norms(self):
+        """Per-row gradient norms, a lazy dask array ``(n_train,)``."""
+        return self._rows(_gradient_norms)
+
+    def training_self_influence(self, solver):
+        """Self-influence of every training row, a lazy dask array ``(n_train,)``."""
+        return self._rows(_self_influence, _factor(solver))
+
+    def training_self_removal(self, solver):
+        """Each row's own loss change on its removal (one Newton step), lazy ``(n_train,)``."""
+        return self._rows(_self_removal, _factor(solver))
+
+    def influence(self, solver, test_data):
+        """``I_up,loss`` ``(n_test, n_train)``: a lazy dask array chunked by training rows."""
+        M = self._test_products(solver, test_data)
+        rows = self._rows(_influence_rows, M, tail=(M.shape[1],))
+        return rows.T
+
+    def top_k(self, solver, test_data, k):
+        """``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each ``(n_test, k)``.
+
+        Each chunk's best ``k`` per test point, merged by a tree reduction.
+        """
+        M = self._test_products(solver, test_data)
+        parts = [
+            delayed(_top_k, pure=True)(delayed(self._tpl), x, y, w, delayed(M), k, int(c0))
+            for x, y, w, c0 in zip(self._xs, self._ys, self._ws, self.offsets[:-1], strict=True)
+        ]
+        (out,) = dask.compute(tree_reduce(parts, functools.partial(_merge_top_k, k)))
+        return out
+
+    def _test_products(self, solver, test_data):
+        A = compute.solved_test_gradients(self._tpl, solver, test_data)
+        return np.ascontiguousarray(-A.T)
+
+    # -- in-memory blocks (test points): the in-memory adapter's own methods ---------
+    def prepare(self, X, y):
+        # test points are few: they come to the client, where their solve happens
+        if is_dask_collection(X):
+            X = X.compute()
+        if is_dask_collection(y):
+            y = np.asarray(y.compute())
+        return self._tpl.prepare(X, y)
+
+    def n_samples(self, data):
+        return self._tpl.n_samples(data)
+
+    def take(self, data, index):
+        return self._tpl.take(data, index)
+
+    @property
+    def train_data(self):
+        raise TypeError("The training set lives on dask workers: it has no in-memory block.")
+
+    def per_sample_gradients(self, data):
+        return self._tpl.per_sample_gradients(data)
+
+    def per_sample_losses(self, data):
+        return self._tpl.per_sample_losses(data)
+
+    def gradients_dot(self, data, M, out=None):
+        return self._tpl.gradients_dot(data, M, out=out)
+
+    def output_derivatives(self, data):
+        return self._tpl.output_derivatives(data)
+
+    def output_losses(self, data, eta):
+        return self._tpl.output_losses(data, eta)
+
+    def output_loss_changes(self, data, eta, delta):
+        return self._tpl.output_loss_changes(data, eta, delta)
+
+    def output_vjps(self, data, V):
+        return self._tpl.output_vjps(data, V)
+
+    def output_vjp_dot(self, data, V, M):
+        return self._tpl.output_vjp_dot(data, V, M)
+
+    def perturbation_dot(self, data, U):
+        return self._tpl.perturbation_dot(data, U)
+
+    def retrained_losses(self, test_data, weights, **options):
+        raise NotImplementedError("Retraining on dask data is not supported.")
+
+
+def _factor(solver):
+    W = solver.whitener()
+    if W is None:
+        raise TypeError(f"The dask path needs a factored Hessian (solver='direct'), got {solver}.")
+    return _Factor(np.ascontiguousarray(W))
+
+
+# -- fitting: Newton's method on LogisticRegression's exact objective --------------------
+def _with_theta(model, tpl, theta, n_iter):
+    """A fitted copy of ``model`` at the flat parameters ``theta``."""
+    fitted = clone(model)
+    B = np.asarray(theta, dtype=np.float64).reshape(tpl.n_outputs, tpl.d_tilde)
+    fitted.coef_ = B[:, : tpl.n_features].copy()
+    fitted.intercept_ = tpl.c * B[:, -1] if tpl.c != 0 else np.zeros(tpl.n_outputs)
+    fitted.classes_ = np.array(tpl.classes_)
+    fitted.n_features_in_ = tpl.n_features
+    fitted.n_iter_ = np.array([n_iter], dtype=np.int32)
+    for name in ("feature_names_in_",):
+        if hasattr(model, name):
+            setattr(fitted, name, getattr(model, name))
+    return fitted
+
+
+def starting_model(model, X, y, classes=None):
+    """An unfitted LogisticRegression set at zero coefficients, its classes from ``y``."""
+    check_model(model)
+    X = training_rows(X)
+    if classes is None:
+        yd = aligned(y, X.chunks[0], "y")
+        (classes,) = dask.compute(da.unique(yd))
+    classes = np.asarray(classes)
+    if classes.size < 2:
+        raise ValueError(
+            f"This solver needs samples of at least 2 classes in the data, but the data "
+            f"contain only one class: {classes[0]!r}."
+        )
+    K = 1 if classes.size == 2 else classes.size
+    start = clone(model)
+    start.classes_ = classes
+    start.coef_ = np.zeros((K, X.shape[1]))
+    start.intercept_ = np.zeros(K)
+    start.n_features_in_ = X.shape[1]
+    return start
+
+
+def newton_fit(model, X, y, sample_weight=None, *, blocking=None, max_iter=NEWTON_MAX_ITER):
+    """LogisticRegression fitted on dask data by Newton's method: ``(fitted model, n_iter)``.
+
+    Each iteration is one map-reduce of the objective's value, gradient and Hessian
+    over the row chunks; the step is solved on the client (P x P) and halved until
+    the objective decreases enough (Armijo). ``model``, fitted (its coefficients are
+    the start: a polish) or not (the start is zero), is not changed. It stops when the
+    Newton decrement is at rounding level, and warns (ConvergenceWarning) after
+    ``max_iter`` iterations (separable data without a penalty has no optimum).
+    """
+    start = model if hasattr(model, "coef_") else starting_model(model, X, y)
+    adapter = DaskLinearAdapter(start, X, y, sample_weight, blocking=blocking)
+    tpl, lam, mask = adapter._tpl, adapter.lam, adapter.penalty_mask
+    N = tpl.null_space()
+
+    def terms(theta):
+        f, g, H = adapter._reduce(_objective_terms, theta)
+        f += 0.5 * lam * float(theta @ (mask * theta))
+        g = g + lam * mask * theta
+        H[np.diag_indices_from(H)] += lam * mask
+        return f, g, H
+
+    theta = np.array(adapter.theta, dtype=np.float64)
+    f, g, H = terms(theta)
+    eps = np.finfo(float).eps
+    converged, decrement, n_iter = False, np.inf, 0
+    while n_iter < max_iter:
+        step = _newton_step(H, g, N)
+        decrement = float(g @ step)  # g^T H^-1 g: twice the objective's distance to optimum
+        if not decrement > eps**2 * max(abs(f), 1.0):
+            converged = True
+            break
+        n_iter += 1
+        # near the optimum f changes below its own rounding: a full step is then taken
+        # when it does not raise f beyond that rounding
+        at_rounding = decrement < 1e-12 * max(abs(f), 1.0)
+        t = 1.0
+        while True:
+            trial = theta - t * step
+            f_new, g_new, H_new = terms(trial)
+            if f_new <= f - 0.25 * t * decrement or (
+                at_rounding and f_new <= f + 64 * eps * max(abs(f), 1.0)
+            ):
+                break
+            if t < 1e-10:
+                break
+            t *= 0.5
+        theta, f, g, H = trial, f_new, g_new, H_new
+        if np.max(np.abs(t * step), initial=0.0) <= 4 * eps * max(1.0, np.max(np.abs(theta))):
+            converged = True
+            break
+    if not converged:
+        warnings.warn(
+            f"Newton's method did not converge in {max_iter} iterations (Newton decrement "
+            f"{decrement:.3g}): the data may be separable without a penalty. Use a finite C.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return _with_theta(start, tpl, theta, n_iter), n_iter
+
+
+def _newton_step(H, g, N):
+    """``H^-1 g`` on the complement of the exact flat directions ``N`` (min-norm there)."""
+    A = H.copy()
+    if N is not None:
+        scale = max(np.trace(A) / len(A), np.finfo(float).tiny)
+        A += scale * (N @ N.T)
+    try:
+        step = sla.cho_solve(sla.cho_factor(A, lower=True), g)
+    except np.linalg.LinAlgError:
+        step = sla.lstsq(A, g)[0]
+    if N is not None:
+        step -= N @ (N.T @ step)
+    return step
+
+
+def top_suspects(scores, k=None, fraction=None):
+    """The indices of the ``k`` (or ``fraction``) highest of lazy ``scores``, highest first.
+
+    A tree reduction over the chunks (``dask.array.argtopk``); ties keep index order,
+    as :func:`skinfluence.mislabel.rank_suspects` does in memory.
+    """
+    n = scores.shape[0]
+    if fraction is not None:
+        k = max(1, round(fraction * n))
+    k = min(int(k), n)
+    idx, val = dask.compute(da.argtopk(scores, k), da.topk(scores, k))
+    order = np.lexsort((idx, -val))
+    return np.asarray(idx[order], dtype=np.intp)
+
+
+def polish_in_memory(model, X, y, sample_weight=None, *, blocking=None):
+    """Newton steps from a fitted LogisticRegression to the optimum of in-memory data.
+
+    Returns a polished copy; ``model`` is not changed. The data are one chunk,
+    computed by dask's synchronous scheduler.
+    """
+    if not isinstance(model, LogisticRegression):
+        raise TypeError(
+            f"polish=True needs a bare LogisticRegression, got {type(model).__name__} (the "
+            "Newton steps are on its exact objective); pass polish=False."
+        )
+    X = da.from_array(check_array(X, accept_sparse=False, dtype=np.float64), chunks=-1)
+    with dask.config.set(scheduler="synchronous"):
+        fitted, _ = newton_fit(model, X, np.asarray(y), sample_weight, blocking=blocking)
+    return fitted
