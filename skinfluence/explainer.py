@@ -150,18 +150,6 @@ HessianSolver, default="auto"
         that influence functions assume. With dask data, each step is one
         map-reduce over the row chunks.
 
-    Notes on dask data
-    ------------------
-    When ``X`` is a dask array or DataFrame (chunked by rows; ``y`` and
-    ``sample_weight`` dask or in memory), the training rows stay on the workers:
-    ``fit`` (an unfitted LogisticRegression is fitted by Newton's method on its
-    exact objective), the training-set ``loss``, ``gradient_norms``,
-    ``self_influence``, ``self_removal_effect`` and the no-refit mislabel scores
-    come back as lazy dask arrays, ``influence`` as a lazy
-    ``(n_test, n_train)`` dask array chunked by training rows (``.compute()`` it,
-    or ``.to_zarr(...)`` it out of core), and ``most_influential`` and
-    ``find_mislabeled`` as arrays from tree reductions. See the "dask" page.
-
     Attributes
     ----------
     estimator_ : estimator
@@ -217,6 +205,16 @@ HessianSolver, default="auto"
     binary or single-target models, one per class for the multinomial), each row
     holding the coefficients then the intercept; the multinomial model's exact
     flat direction (the shared intercept shift) is solved on its complement.
+
+    When ``X`` is a dask array or DataFrame (chunked by rows; ``y`` and
+    ``sample_weight`` dask or in memory), the training rows stay on the workers:
+    ``fit`` (an unfitted LogisticRegression is fitted by Newton's method on its
+    exact objective), the training-set ``loss``, ``gradient_norms``,
+    ``self_influence``, ``self_removal_effect`` and the no-refit mislabel scores
+    come back as lazy dask arrays, ``influence`` as a lazy
+    ``(n_test, n_train)`` dask array chunked by training rows (``.compute()`` it,
+    or ``.to_zarr(...)`` it out of core), and ``most_influential`` and
+    ``find_mislabeled`` as arrays from tree reductions. See the "dask" page.
 
     References
     ----------

@@ -98,6 +98,8 @@ BAD_EXPLAINER = [
     ("random_state", "seed"),
     ("verbose", -1),
     ("verbose", 0.5),
+    ("polish", "yes"),
+    ("polish", 1),
 ]
 
 
