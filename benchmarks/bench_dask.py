@@ -14,6 +14,9 @@ For each configuration, in a fresh process (so peak memory is its own):
 - ``memory``: the same data in one numpy array, the same phases in memory (the fit by
   scikit-learn's lbfgs, tol 1e-8, as a user would; the influence matrix kept as a
   numpy array), on one thread.
+- ``dask`` with ``persist``: the rows generated once and held in the worker's memory
+  (``client.persist``) before timing: the scheduling and transfer overhead alone, next
+  to ``memory`` at the same size.
 
 Usage::
 
@@ -74,7 +77,7 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
-def run_dask(n, d, chunk, workers, n_test):
+def run_dask(n, d, chunk, workers, n_test, persist=False):
     import dask.array as da  # noqa: F401
     import distributed
     from sklearn.frozen import FrozenEstimator
@@ -96,6 +99,10 @@ def run_dask(n, d, chunk, workers, n_test):
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
+        if persist:  # the rows held in the workers' memory: the scheduling overhead alone
+            X, y = client.persist([X, y])
+            distributed.wait([X, y])
+        out["persist"] = persist
         out["fit_newton_s"], (model, n_iter) = timed(lambda: newton_fit(LogisticRegression(), X, y))
         out["newton_iterations"] = n_iter
         out["explainer_fit_s"], ex = timed(
@@ -148,6 +155,12 @@ def main():
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-memory-above", type=int, default=2_000_000)
+    ap.add_argument(
+        "--persist-up-to",
+        type=int,
+        default=200_000,
+        help="also time a 1-worker run with the rows persisted, up to this size",
+    )
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration
     args = ap.parse_args()
@@ -169,6 +182,8 @@ def main():
             }
             for w in args.workers
         ]
+        if n <= args.persist_up_to:
+            configs.append({**configs[0], "persist": True})
         if n <= args.skip_memory_above:
             configs.append(
                 {
@@ -215,8 +230,9 @@ def print_table(rows):
             if r["path"] == "dask"
             else f"{r['peak_rss_mib']:.0f}"
         )
+        path = "dask-p" if r.get("persist") else r["path"]
         print(
-            f"{r['n']:>9} {r['path']:>7} {r['workers']:>3} {fit:>8.1f} "
+            f"{r['n']:>9} {path:>7} {r['workers']:>3} {fit:>8.1f} "
             f"{r['explainer_fit_s']:>7.1f} {infl:>9.1f} {r['self_influence_s']:>8.1f} "
             f"{total:>8.1f} {mem:>17}"
         )

@@ -125,9 +125,10 @@ def _objective_terms(tpl, X, y, w, theta):
     return loss, a.objective_gradient(), a.hessian()
 
 
-def _data_loss(tpl, X, y, w, theta):
-    a = _block(tpl, X, y, w, theta)
-    return float(a.removal_weights @ a.per_sample_losses(a.train_data))
+def _data_hessian(tpl, X, y, w):
+    a = _block(tpl, X, y, w)
+    a.lam = 0.0
+    return a.hessian()
 
 
 def _gradient_and_norms(tpl, X, y, w):
@@ -263,12 +264,14 @@ class DaskLinearAdapter(ModelAdapter):
         self.y = aligned(y, self.row_chunks, "y")
         self.sample_weight = aligned(sample_weight, self.row_chunks, "sample_weight")
         self.n_train = int(self.offsets[-1])
-        self._xs = list(self.X.to_delayed().ravel())
-        self._ys = list(self.y.to_delayed().ravel())
+        # unoptimised: X, y and the weights keep the keys of the chunks they share (rows
+        # generated or read once per pass, not once per array derived from them)
+        self._xs = list(self.X.to_delayed(optimize_graph=False).ravel())
+        self._ys = list(self.y.to_delayed(optimize_graph=False).ravel())
         if self.sample_weight is None:
             self._ws = [None] * len(self._xs)
         else:
-            self._ws = list(self.sample_weight.to_delayed().ravel())
+            self._ws = list(self.sample_weight.to_delayed(optimize_graph=False).ravel())
         tpl = LinearAdapter.template(model, 1.0, blocking=blocking)
         tpl.class_weight_values = None
         counts = self._reduce(_class_counts, tpl=tpl, with_x=False)
@@ -327,7 +330,7 @@ class DaskLinearAdapter(ModelAdapter):
         return g + self.lam * self.penalty_mask * self.theta, sq
 
     def hessian(self):
-        _, _, H = self._reduce(_objective_terms, self.theta)
+        H = self._reduce(_data_hessian)
         H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
         return H
 
@@ -589,3 +592,172 @@ def polish_in_memory(model, X, y, sample_weight=None, *, blocking=None):
     with dask.config.set(scheduler="synchronous"):
         fitted, _ = newton_fit(model, X, np.asarray(y), sample_weight, blocking=blocking)
     return fitted
+
+
+# -- cross-fitting: fold models by Newton steps from the full model ----------------------
+def _fold_census(tpl, y, w):
+    """The chunk's class counts (unweighted) and each class's first row in it (-1: none)."""
+    labels = tpl._encode_y(y, len(y))
+    first = np.full(len(tpl.classes_), -1)
+    present, at = np.unique(labels, return_index=True)
+    first[present] = at
+    return np.bincount(labels, minlength=len(tpl.classes_)), first
+
+
+def _chunk_folds(tpl, y, before, bounds):
+    """Fold of each row: its rank in its class, against the class's fold boundaries."""
+    labels = tpl._encode_y(y, len(y))
+    out = np.empty(len(labels), dtype=np.intp)
+    for k in np.unique(labels):
+        rows = np.flatnonzero(labels == k)
+        out[rows] = np.searchsorted(bounds[:, k], before[k] + np.arange(rows.size), side="right")
+    return out
+
+
+def stratified_folds(adapter, cv):
+    """Each training row's fold, a lazy int array: ``StratifiedKFold(cv)``'s, unshuffled.
+
+    scikit-learn deals each class's rows, in data order, to the folds in blocks
+    whose sizes come from a round robin over the labels sorted by class (classes in
+    order of first appearance). Those sizes need only the classes' counts and first
+    rows, which one pass over the chunks gives; each chunk then places its rows from
+    the counts of the chunks before it.
+    """
+    census = dask.compute(*adapter._tasks(_fold_census, with_x=False))
+    counts = np.array([c for c, _ in census])  # (n_chunks, K)
+    total = counts.sum(axis=0)
+    if total.min() < cv:
+        rare = adapter.classes_[total.argmin()].item()
+        raise ValueError(
+            f"Cross-fitted scores split the training set into cv={cv} stratified folds, but "
+            f"class {rare!r} has only {total.min()} samples: a fold model would not know it. "
+            "Pass a smaller cv or use a score that needs no refit (e.g. method='alo_loss')."
+        )
+    never = np.iinfo(np.int64).max
+    first = np.min(
+        [
+            np.where(f >= 0, f + o, never)
+            for (_, f), o in zip(census, adapter.offsets[:-1], strict=True)
+        ],
+        axis=0,
+    )
+    order = np.argsort(first, kind="stable")  # class positions in order of appearance
+    ends = np.cumsum(total[order])
+    i = np.arange(cv)[:, None]
+
+    def dealt(b):  # rows p < b of the sorted labels with p = i (mod cv), per fold i
+        return np.maximum(0, (b[None, :] - i + cv - 1) // cv)
+
+    allocation = np.empty((cv, len(total)), dtype=np.int64)
+    allocation[:, order] = dealt(ends) - dealt(ends - total[order])
+    bounds = np.cumsum(allocation, axis=0)
+    before = np.cumsum(counts, axis=0) - counts
+    tpl = delayed(adapter._tpl)
+    parts = [
+        delayed(_chunk_folds, pure=True)(tpl, y, before[c], bounds)
+        for c, y in enumerate(adapter._ys)
+    ]
+    return da.concatenate(
+        [
+            da.from_delayed(p, shape=(n,), dtype=np.intp)
+            for p, n in zip(parts, adapter.row_chunks, strict=True)
+        ]
+    )
+
+
+def _proba(tpl, X, y, w):
+    a = _block(tpl, X, y, w)
+    return np.asarray(a.model.predict_proba(a.train_data.X), dtype=np.float64)
+
+
+def cross_fitted(adapter, cv, *, damping=0.0):
+    """Cross-fitted losses of the training rows: fold models by Newton from the full model.
+
+    Fold ``k``'s model is the optimum of the objective without the rows of fold ``k``
+    (their weights set to zero; the penalty and class weights those of the rest, as
+    a refit on the remaining rows has them), reached by Newton's method from the
+    full model's coefficients: a few map-reduces each. The folds are scikit-learn's
+    unshuffled ``StratifiedKFold(cv)``.
+
+    Returns
+    -------
+    dict
+        ``held_out``, ``fold_loo_mean`` (lazy ``(n_train,)``) and ``held_out_proba``
+        (lazy ``(n_train, n_classes)``), as in
+        :func:`skinfluence.crossfit.cross_fitted_losses`; and ``folds``, each row's fold.
+    """
+    from skinfluence.solvers import make_solver
+
+    folds = stratified_folds(adapter, cv)
+    w = adapter.sample_weight
+    if w is None:
+        w = da.ones(adapter.n_train, chunks=(adapter.row_chunks,))
+    held_out = loo_sum = proba = None
+    for k in range(cv):
+        out_k = folds == k
+        w_k = da.where(out_k, 0.0, w)
+        model_k, _ = newton_fit(adapter.model, adapter.X, adapter.y, w_k, blocking=adapter.blocking)
+        fold = DaskLinearAdapter(model_k, adapter.X, adapter.y, w_k, blocking=adapter.blocking)
+        solver = make_solver("direct", damping=damping).fit(fold)
+        loss_k = fold.training_losses()
+        proba_k = fold._rows(_proba, tail=(len(adapter.classes_),))
+        loo_k = da.where(out_k, loss_k, loss_k + fold.training_self_removal(solver))
+        held_out = da.where(out_k, loss_k, 0.0 if held_out is None else held_out)
+        proba = da.where(out_k[:, None], proba_k, 0.0 if proba is None else proba)
+        loo_sum = loo_k if loo_sum is None else loo_sum + loo_k
+    return {
+        "held_out": held_out,
+        "fold_loo_mean": loo_sum / cv,
+        "held_out_proba": proba,
+        "folds": folds,
+    }
+
+
+def _labels(tpl, y, w):
+    return tpl._encode_y(y, len(y))
+
+
+def flagged_suspects(adapter, proba, scores):
+    """:func:`skinfluence.mislabel.flag_mislabeled` over lazy arrays, most suspicious first.
+
+    The class thresholds and the confident joint are reductions; each class's
+    estimated number of wrong labels is then taken from its rows by a top-k over
+    the chunks, and those the out-of-sample model predicts as another class are kept.
+    """
+    from skinfluence.mislabel import _wrong_per_class_from
+
+    parts = adapter._tasks(_labels, with_x=False)
+    labels = da.concatenate(
+        [
+            da.from_delayed(p, shape=(n,), dtype=np.intp)
+            for p, n in zip(parts, adapter.row_chunks, strict=True)
+        ]
+    )
+    K = proba.shape[1]
+    onehot = labels[:, None] == da.arange(K)[None, :]
+    sums, counts = dask.compute((proba * onehot).sum(axis=0), onehot.sum(axis=0))
+    thresholds = np.divide(sums, counts, out=np.full(K, np.inf), where=counts > 0)
+    above = proba >= thresholds[None, :]
+    confident = da.where(above.any(axis=1), da.where(above, proba, -np.inf).argmax(axis=1), -1)
+    cells = da.where(confident >= 0, labels * K + confident, K * K)
+    (joint,) = dask.compute(da.bincount(cells, minlength=K * K + 1))
+    wrong = _wrong_per_class_from(joint[: K * K].reshape(K, K), counts)
+    other = proba.argmax(axis=1) != labels
+    picks, values = [], []
+    for i, n_wrong in enumerate(wrong):
+        n_wrong = min(round(float(n_wrong)), int(counts[i]))
+        if n_wrong == 0:
+            continue
+        masked = da.where(labels == i, scores, -np.inf)
+        idx, val = dask.compute(da.argtopk(masked, n_wrong), da.topk(masked, n_wrong))
+        order = np.lexsort((idx, -val))
+        idx, val = idx[order], val[order]
+        sorted_idx = np.sort(idx)
+        (kept_sorted,) = dask.compute(other[sorted_idx])
+        kept = kept_sorted[np.searchsorted(sorted_idx, idx)]
+        picks.append(idx[kept])
+        values.append(val[kept])
+    if not picks:
+        return np.empty(0, dtype=np.intp)
+    idx, val = np.concatenate(picks), np.concatenate(values)
+    return np.asarray(idx[np.lexsort((idx, -val))], dtype=np.intp)

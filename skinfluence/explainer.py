@@ -210,7 +210,8 @@ HessianSolver, default="auto"
     ``sample_weight`` dask or in memory), the training rows stay on the workers:
     ``fit`` (an unfitted LogisticRegression is fitted by Newton's method on its
     exact objective), the training-set ``loss``, ``gradient_norms``,
-    ``self_influence``, ``self_removal_effect`` and the no-refit mislabel scores
+    ``self_influence``, ``self_removal_effect`` and the mislabel scores (the
+    cross-fitted ones from fold models reached by Newton steps on the cluster)
     come back as lazy dask arrays, ``influence`` as a lazy
     ``(n_test, n_train)`` dask array chunked by training rows (``.compute()`` it,
     or ``.to_zarr(...)`` it out of core), and ``most_influential`` and
@@ -1158,15 +1159,26 @@ HessianSolver, default="auto"
             not see it. ``fold_loo_mean``: the mean over the fold models of the
             point's leave-one-out loss estimate (its held-out loss under the model
             that left it out, its ``"alo_loss"`` under the others). Both are
-            ndarrays of shape (n_train,), copies.
+            ndarrays of shape (n_train,), copies. ``held_out_proba`` (classifiers):
+            each point's class probabilities under the fold model that did not see
+            it.
+
+        Notes
+        -----
+        With dask data the fold models are not refits: each is the optimum of the
+        objective without its fold's rows, reached by Newton steps from this
+        explainer's model on the cluster; the folds are always the unshuffled
+        stratified ones, and the results (and ``folds``, each row's fold) are lazy
+        dask arrays.
         """
-        self._not_on_dask(
-            "cross_fitted_losses",
-            " yet (the mislabel scores without refits are: method='alo_loss', 'loo_loss', "
-            "'self_influence', 'loss')",
-        )
         check_is_fitted(self)
         cv = crossfit.check_n_folds(cv)
+        if self._on_dask():
+            if cv not in self._cross_fitted_cache:
+                self._cross_fitted_cache[cv] = _dask_module("dask data").cross_fitted(
+                    self._adapter, cv, damping=self.damping_
+                )
+            return Bunch(**self._cross_fitted_cache[cv])  # lazy dask arrays
         if cv not in self._cross_fitted_cache:
             X, y, sample_weight, fit_params = self._fit_inputs
             if fit_params:
@@ -1230,12 +1242,6 @@ HessianSolver, default="auto"
     def _mislabel_scores(self, method, cv):
         name = mislabel.resolve_method(method, self.model_family_)
         needs = mislabel.NEEDS[name]
-        if "cross_fitted" in needs and self._on_dask():
-            raise NotImplementedError(
-                f"method={method!r} ({name}) refits the model on folds, which the dask path "
-                "does not do yet; pass a score without refits: method='alo_loss' (the "
-                "Newton-step leave-one-out loss), 'loo_loss', 'self_influence' or 'loss'."
-            )
         inputs = {q: self._training_quantity(q) for q in needs if q != "cross_fitted"}
         if "cross_fitted" in needs:
             inputs["cross_fitted"] = self.cross_fitted_losses(cv=cv)
@@ -1294,15 +1300,14 @@ HessianSolver, default="auto"
                 "does not have; pass k (e.g. k=10) or fraction (e.g. fraction=0.05)."
             )
         if self._on_dask():
-            if k is None and fraction is None:
-                self._not_on_dask(
-                    "find_mislabeled without k or fraction",
-                    " (the self-sized set needs cross-fitted probabilities); pass k or fraction",
-                )
             if as_frame:
                 self._not_on_dask("find_mislabeled(as_frame=True)")
             scores = self._mislabel_scores(method, cv)
-            return _dask_module("dask data").top_suspects(scores, k=k, fraction=fraction)
+            dask_path = _dask_module("dask data")
+            if k is None and fraction is None:
+                proba = self.cross_fitted_losses(cv=cv).held_out_proba
+                return dask_path.flagged_suspects(self._adapter, proba, scores)
+            return dask_path.top_suspects(scores, k=k, fraction=fraction)
         scores = self._mislabel_scores(method, cv)
         ranked = mislabel.rank_suspects(scores, k=k, fraction=fraction)
         if k is None and fraction is None:

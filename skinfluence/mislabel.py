@@ -251,7 +251,11 @@ def estimate_n_errors(labels, proba):
 def _wrong_per_class(labels, proba):
     """Each class's estimated number of wrong labels (unrounded), from the calibrated joint."""
     joint, _ = confident_joint(labels, proba)
-    counts = np.bincount(labels, minlength=proba.shape[1])
+    return _wrong_per_class_from(joint, np.bincount(labels, minlength=proba.shape[1]))
+
+
+def _wrong_per_class_from(joint, counts):
+    """Each class's estimated number of wrong labels from the joint and the class counts."""
     rows = joint.sum(axis=1)
     kept = np.divide(np.diag(joint), rows, out=np.ones(len(rows)), where=rows > 0)
     return counts * (1.0 - kept)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -140,6 +141,39 @@ def test_unfitted_model_is_fitted_to_sklearn_optimum(client, options, n_classes)
     # and the influence of that fit is the in-memory influence of the same coefficients
     mem = InfluenceExplainer(FrozenEstimator(fitted)).fit(X, y, sample_weight=sw)
     np.testing.assert_allclose(ex.self_influence().compute(), mem.self_influence(), rtol=1e-9)
+
+
+def test_cross_fitted_scores_equal_the_in_memory_refits(client):
+    """Fold models by Newton steps on the cluster = scikit-learn refits on the folds."""
+    X, y, sw = _data(3, seed=21)
+    y = np.array([2, 0, 1])[y]  # classes appear out of sorted order: the folds see it
+    model = _tight(C=0.5).fit(X, y, sample_weight=sw)
+    mem = InfluenceExplainer(FrozenEstimator(model)).fit(X, y, sample_weight=sw)
+    Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    ex = InfluenceExplainer(FrozenEstimator(model)).fit(Xd, y, sample_weight=sw)
+    got, want = ex.cross_fitted_losses(cv=4), mem.cross_fitted_losses(cv=4)
+    folds = np.empty(N, dtype=int)
+    for k, (_, test) in enumerate(StratifiedKFold(4).split(X, y)):
+        folds[test] = k
+    np.testing.assert_array_equal(got.folds.compute(), folds)
+    for key in ("held_out", "fold_loo_mean", "held_out_proba"):
+        assert isinstance(got[key], da.Array)
+        # the in-memory folds are L-BFGS refits at tol=1e-13, these exact Newton optima
+        np.testing.assert_allclose(got[key].compute(), want[key], rtol=1e-6, err_msg=key)
+    for method in ("cv_loss", "cv_alo_loss", "cv_blend_loss", "auto"):
+        np.testing.assert_allclose(
+            ex.mislabel_scores(method, cv=4).compute(),
+            mem.mislabel_scores(method, cv=4),
+            rtol=1e-6,
+            err_msg=method,
+        )
+        np.testing.assert_array_equal(
+            ex.find_mislabeled(k=20, method=method, cv=4),
+            mem.find_mislabeled(k=20, method=method, cv=4),
+        )
+    flagged = ex.find_mislabeled(cv=4)  # the self-sized set, by confident learning
+    assert flagged.size > 0
+    np.testing.assert_array_equal(flagged, mem.find_mislabeled(cv=4))
 
 
 def test_polish_takes_a_frozen_model_to_the_optimum():
@@ -283,11 +317,11 @@ def test_what_the_dask_path_refuses():
         with pytest.raises(TypeError, match="explains a LogisticRegression"):
             InfluenceExplainer(make_pipeline(StandardScaler(), LogisticRegression())).fit(Xd, y)
         ex = InfluenceExplainer(LogisticRegression()).fit(Xd, y)
-        with pytest.raises(NotImplementedError, match="method='alo_loss'"):
-            ex.mislabel_scores()  # auto is cross-fitted
-        with pytest.raises(NotImplementedError, match="pass k or fraction"):
-            ex.find_mislabeled(method="alo_loss")
+        with pytest.raises(ValueError, match="cv=400 stratified folds"):
+            ex.cross_fitted_losses(cv=400)
         for call in (
+            lambda: ex.find_mislabeled(k=3, as_frame=True),
+            lambda: ex.perturbation_influence(X[:2], y[:2]),
             lambda: ex.validate(X[:2], y[:2]),
             lambda: ex.influence(X[:2], y[:2], as_frame=True),
             lambda: ex.removal_effect(X[:2], y[:2]),
