@@ -15,6 +15,7 @@ is a map-reduce. This module imports dask; the explainer imports it only for das
 """
 
 import functools
+import sys
 import warnings
 
 import dask
@@ -35,6 +36,36 @@ from skinfluence.models.linear import LinearAdapter, _class_weights
 FAN_IN = 8
 #: Newton iterations of :func:`newton_fit` before it gives up (with a warning).
 NEWTON_MAX_ITER = 100
+
+
+def _client():
+    """The active ``dask.distributed`` client, or None."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def run(*objs, desc="", verbose=0):
+    """``dask.compute(*objs)``, showing progress when ``verbose``.
+
+    With the local schedulers a progress bar on stderr (dask's ``ProgressBar``, for
+    computations longer than a second); on a distributed client one line naming
+    the step and the client's dashboard, where dask's own diagnostics show it.
+    """
+    if not verbose:
+        return dask.compute(*objs)
+    client = _client()
+    if client is not None:
+        print(f"skinfluence: {desc} (progress: {client.dashboard_link})", file=sys.stderr)
+        return dask.compute(*objs)
+    from dask.diagnostics import ProgressBar
+
+    print(f"skinfluence: {desc}", file=sys.stderr)
+    with ProgressBar(minimum=1.0, out=sys.stderr):
+        return dask.compute(*objs)
 
 
 def is_dask_collection(x):
@@ -249,15 +280,18 @@ class DaskLinearAdapter(ModelAdapter):
         The weights the model was (or is to be) fitted with.
     blocking : skinfluence.blocking.Blocking or None
         The memory policy of the sweeps inside each task.
+    verbose : int, default=0
+        Show the progress of the passes it computes itself (see :func:`run`).
     """
 
     family_name = "linear"
     #: Training-set results are lazy dask arrays (the explainer keys on this).
     on_dask = True
 
-    def __init__(self, model, X, y, sample_weight=None, *, blocking=None):
+    def __init__(self, model, X, y, sample_weight=None, *, blocking=None, verbose=0):
         check_model(model)
         self.blocking = blocking
+        self.verbose = verbose
         self.X = training_rows(X)
         self.row_chunks = tuple(int(c) for c in self.X.chunks[0])
         self.offsets = np.concatenate([[0], np.cumsum(self.row_chunks)]).astype(int)
@@ -303,8 +337,10 @@ class DaskLinearAdapter(ModelAdapter):
         return [f(tpl, y, w, *shared) for y, w in zip(self._ys, self._ws, strict=True)]
 
     def _reduce(self, func, *shared, tpl=None, with_x=True):
-        (total,) = dask.compute(
-            tree_reduce(self._tasks(func, *shared, tpl=tpl, with_x=with_x), _add)
+        (total,) = run(
+            tree_reduce(self._tasks(func, *shared, tpl=tpl, with_x=with_x), _add),
+            desc=f"pass over {len(self._xs)} chunks ({func.__name__.strip('_')})",
+            verbose=self.verbose,
         )
         return total
 
@@ -384,7 +420,11 @@ class DaskLinearAdapter(ModelAdapter):
             delayed(_top_k, pure=True)(delayed(self._tpl), x, y, w, delayed(M), k, int(c0))
             for x, y, w, c0 in zip(self._xs, self._ys, self._ws, self.offsets[:-1], strict=True)
         ]
-        (out,) = dask.compute(tree_reduce(parts, functools.partial(_merge_top_k, k)))
+        (out,) = run(
+            tree_reduce(parts, functools.partial(_merge_top_k, k)),
+            desc="top-k influence",
+            verbose=self.verbose,
+        )
         return out
 
     def _test_products(self, solver, test_data):
@@ -486,7 +526,9 @@ def starting_model(model, X, y, classes=None):
     return start
 
 
-def newton_fit(model, X, y, sample_weight=None, *, blocking=None, max_iter=NEWTON_MAX_ITER):
+def newton_fit(
+    model, X, y, sample_weight=None, *, blocking=None, max_iter=NEWTON_MAX_ITER, verbose=0
+):
     """LogisticRegression fitted on dask data by Newton's method: ``(fitted model, n_iter)``.
 
     Each iteration is one map-reduce of the objective's value, gradient and Hessian
@@ -497,7 +539,7 @@ def newton_fit(model, X, y, sample_weight=None, *, blocking=None, max_iter=NEWTO
     ``max_iter`` iterations (separable data without a penalty has no optimum).
     """
     start = model if hasattr(model, "coef_") else starting_model(model, X, y)
-    adapter = DaskLinearAdapter(start, X, y, sample_weight, blocking=blocking)
+    adapter = DaskLinearAdapter(start, X, y, sample_weight, blocking=blocking, verbose=verbose)
     tpl, lam, mask = adapter._tpl, adapter.lam, adapter.penalty_mask
     N = tpl.null_space()
 
@@ -562,7 +604,7 @@ def _newton_step(H, g, N):
     return step
 
 
-def top_suspects(scores, k=None, fraction=None):
+def top_suspects(scores, k=None, fraction=None, *, verbose=0):
     """The indices of the ``k`` (or ``fraction``) highest of lazy ``scores``, highest first.
 
     A tree reduction over the chunks (``dask.array.argtopk``); ties keep index order,
@@ -572,7 +614,7 @@ def top_suspects(scores, k=None, fraction=None):
     if fraction is not None:
         k = max(1, round(fraction * n))
     k = min(int(k), n)
-    idx, val = dask.compute(da.argtopk(scores, k), da.topk(scores, k))
+    idx, val = run(da.argtopk(scores, k), da.topk(scores, k), desc="ranking", verbose=verbose)
     order = np.lexsort((idx, -val))
     return np.asarray(idx[order], dtype=np.intp)
 
@@ -623,7 +665,7 @@ def stratified_folds(adapter, cv):
     rows, which one pass over the chunks gives; each chunk then places its rows from
     the counts of the chunks before it.
     """
-    census = dask.compute(*adapter._tasks(_fold_census, with_x=False))
+    census = run(*adapter._tasks(_fold_census, with_x=False), desc="folds", verbose=adapter.verbose)
     counts = np.array([c for c, _ in census])  # (n_chunks, K)
     total = counts.sum(axis=0)
     if total.min() < cv:
@@ -696,8 +738,9 @@ def cross_fitted(adapter, cv, *, damping=0.0):
     for k in range(cv):
         out_k = folds == k
         w_k = da.where(out_k, 0.0, w)
-        model_k, _ = newton_fit(adapter.model, adapter.X, adapter.y, w_k, blocking=adapter.blocking)
-        fold = DaskLinearAdapter(model_k, adapter.X, adapter.y, w_k, blocking=adapter.blocking)
+        options = {"blocking": adapter.blocking, "verbose": adapter.verbose}
+        model_k, _ = newton_fit(adapter.model, adapter.X, adapter.y, w_k, **options)
+        fold = DaskLinearAdapter(model_k, adapter.X, adapter.y, w_k, **options)
         solver = make_solver("direct", damping=damping).fit(fold)
         loss_k = fold.training_losses()
         proba_k = fold._rows(_proba, tail=(len(adapter.classes_),))
@@ -735,12 +778,15 @@ def flagged_suspects(adapter, proba, scores):
     )
     K = proba.shape[1]
     onehot = labels[:, None] == da.arange(K)[None, :]
-    sums, counts = dask.compute((proba * onehot).sum(axis=0), onehot.sum(axis=0))
+    v = adapter.verbose
+    sums, counts = run(
+        (proba * onehot).sum(axis=0), onehot.sum(axis=0), desc="class thresholds", verbose=v
+    )
     thresholds = np.divide(sums, counts, out=np.full(K, np.inf), where=counts > 0)
     above = proba >= thresholds[None, :]
     confident = da.where(above.any(axis=1), da.where(above, proba, -np.inf).argmax(axis=1), -1)
     cells = da.where(confident >= 0, labels * K + confident, K * K)
-    (joint,) = dask.compute(da.bincount(cells, minlength=K * K + 1))
+    (joint,) = run(da.bincount(cells, minlength=K * K + 1), desc="confident joint", verbose=v)
     wrong = _wrong_per_class_from(joint[: K * K].reshape(K, K), counts)
     other = proba.argmax(axis=1) != labels
     picks, values = [], []
@@ -749,11 +795,13 @@ def flagged_suspects(adapter, proba, scores):
         if n_wrong == 0:
             continue
         masked = da.where(labels == i, scores, -np.inf)
-        idx, val = dask.compute(da.argtopk(masked, n_wrong), da.topk(masked, n_wrong))
+        idx, val = run(
+            da.argtopk(masked, n_wrong), da.topk(masked, n_wrong), desc="flagging", verbose=v
+        )
         order = np.lexsort((idx, -val))
         idx, val = idx[order], val[order]
         sorted_idx = np.sort(idx)
-        (kept_sorted,) = dask.compute(other[sorted_idx])
+        (kept_sorted,) = run(other[sorted_idx], verbose=0)
         kept = kept_sorted[np.searchsorted(sorted_idx, idx)]
         picks.append(idx[kept])
         values.append(val[kept])

@@ -438,8 +438,9 @@ HessianSolver, default="auto"
                 "solver='auto' or 'direct'."
             )
         blocking = self._blocking()
+        options = {"blocking": blocking, "verbose": self.verbose}
         if not self._is_frozen():
-            model, _ = dask_path.newton_fit(inner, X, y, sample_weight, blocking=blocking)
+            model, _ = dask_path.newton_fit(inner, X, y, sample_weight, **options)
         else:
             try:
                 check_is_fitted(inner)
@@ -451,8 +452,8 @@ HessianSolver, default="auto"
                 ) from exc
             model = inner
             if self.polish:
-                model, _ = dask_path.newton_fit(inner, X, y, sample_weight, blocking=blocking)
-        adapter = dask_path.DaskLinearAdapter(model, X, y, sample_weight, blocking=blocking)
+                model, _ = dask_path.newton_fit(inner, X, y, sample_weight, **options)
+        adapter = dask_path.DaskLinearAdapter(model, X, y, sample_weight, **options)
         gradient, mean_sq_norm = adapter.stationarity_terms()
         scale = float(np.sqrt(mean_sq_norm))
         ratio = float(np.linalg.norm(gradient)) / scale if scale > 0 else 0.0
@@ -1307,7 +1308,7 @@ HessianSolver, default="auto"
             if k is None and fraction is None:
                 proba = self.cross_fitted_losses(cv=cv).held_out_proba
                 return dask_path.flagged_suspects(self._adapter, proba, scores)
-            return dask_path.top_suspects(scores, k=k, fraction=fraction)
+            return dask_path.top_suspects(scores, k=k, fraction=fraction, verbose=self.verbose)
         scores = self._mislabel_scores(method, cv)
         ranked = mislabel.rank_suspects(scores, k=k, fraction=fraction)
         if k is None and fraction is None:

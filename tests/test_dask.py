@@ -329,3 +329,29 @@ def test_what_the_dask_path_refuses():
         ):
             with pytest.raises(NotImplementedError, match="dask data"):
                 call()
+
+
+def test_verbose_shows_progress_on_stderr(capsys):
+    from skinfluence.dask import run
+
+    X, y, _ = _data(2, seed=8)
+    with dask.config.set(scheduler="synchronous"):
+        InfluenceExplainer(LogisticRegression(), verbose=1).fit(da.from_array(X, chunks=100), y)
+        err = capsys.readouterr().err
+        assert f"skinfluence: pass over {len(range(0, N, 100))} chunks" in err
+        InfluenceExplainer(LogisticRegression()).fit(da.from_array(X, chunks=100), y)
+        assert capsys.readouterr().err == ""  # quiet by default
+
+        def slow(block):
+            time.sleep(0.3)
+            return block
+
+        run(da.ones(5, chunks=1).map_blocks(slow).sum(), desc="a slow pass", verbose=1)
+        err = capsys.readouterr().err
+        assert "skinfluence: a slow pass" in err and "100%" in err  # dask's bar, past 1 s
+
+
+def test_on_a_distributed_client_progress_points_to_its_dashboard(client, capsys):
+    X, y, _ = _data(2, seed=9)
+    InfluenceExplainer(LogisticRegression(), verbose=1).fit(da.from_array(X, chunks=100), y)
+    assert "progress: " in capsys.readouterr().err
