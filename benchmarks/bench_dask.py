@@ -16,7 +16,9 @@ For each configuration, in a fresh process (so peak memory is its own):
   numpy array), on one thread.
 - ``dask`` with ``persist``: the rows generated once and held in the worker's memory
   (``client.persist``) before timing: the scheduling and transfer overhead alone, next
-  to ``memory`` at the same size.
+  to ``memory`` at the same size; its influence is also gathered on the client
+  (``influence_compute_s``), and the memory path's matrix is also written to zarr in
+  the same chunks (``zarr_write_s``): the two like-for-like comparisons.
 
 Usage::
 
@@ -67,6 +69,13 @@ def test_points(d, n_test):
     return X, (X[:, 0] > 0).astype(int)
 
 
+def write_zarr(path, matrix, chunk):
+    import zarr
+
+    z = zarr.create_array(path, shape=matrix.shape, chunks=(matrix.shape[0], chunk), dtype=float)
+    z[...] = matrix
+
+
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -112,6 +121,8 @@ def run_dask(n, d, chunk, workers, n_test, persist=False):
             out["influence_zarr_s"], _ = timed(
                 lambda: ex.influence(Xt, yt).to_zarr(os.path.join(tmp, "I.zarr"))
             )
+        if persist:  # the matrix gathered on the client instead, as the memory path has it
+            out["influence_compute_s"], _ = timed(lambda: ex.influence(Xt, yt).compute())
         out["self_influence_s"], si = timed(lambda: ex.self_influence().compute())
         out["self_influence_checksum"] = float(si.sum())
         rss = client.run(peak_rss_mib)
@@ -139,7 +150,9 @@ def run_memory(n, d, chunk, n_test):
     out["explainer_fit_s"], ex = timed(
         lambda: InfluenceExplainer(FrozenEstimator(model), copy_X=False).fit(X, y)
     )
-    out["influence_s"], _ = timed(lambda: ex.influence(Xt, yt))
+    out["influence_s"], infl = timed(lambda: ex.influence(Xt, yt))
+    with tempfile.TemporaryDirectory() as tmp:  # the same matrix written as the dask path does
+        out["zarr_write_s"], _ = timed(lambda: write_zarr(os.path.join(tmp, "I.zarr"), infl, chunk))
     out["self_influence_s"], si = timed(lambda: ex.self_influence())
     out["self_influence_checksum"] = float(si.sum())
     out["peak_rss_mib"] = peak_rss_mib()
@@ -216,9 +229,11 @@ def main():
 
 
 def print_table(rows):
+    print("\ninfluence: to zarr (dask), a numpy array (memory); other form: gathered as numpy")
+    print("(dask-p) or also written to zarr (memory); dask-p: rows persisted on the worker")
     head = (
         f"{'n':>9} {'path':>7} {'wk':>3} {'fit':>8} {'ex.fit':>7} {'influence':>9} "
-        f"{'self-inf':>8} {'total':>8} {'peak MiB':>17}"
+        f"{'self-inf':>8} {'total':>8} {'peak MiB':>17} {'other form':>11}"
     )
     print("\n" + head)
     for r in rows:
@@ -231,10 +246,16 @@ def print_table(rows):
             else f"{r['peak_rss_mib']:.0f}"
         )
         path = "dask-p" if r.get("persist") else r["path"]
+        # the influence matrix in the other path's form: gathered on the client (dask),
+        # or computed and written to zarr (memory)
+        other = r.get("influence_compute_s")
+        if "zarr_write_s" in r:
+            other = r["influence_s"] + r["zarr_write_s"]
+        other = "" if other is None else f"{other:.1f}"
         print(
             f"{r['n']:>9} {path:>7} {r['workers']:>3} {fit:>8.1f} "
             f"{r['explainer_fit_s']:>7.1f} {infl:>9.1f} {r['self_influence_s']:>8.1f} "
-            f"{total:>8.1f} {mem:>17}"
+            f"{total:>8.1f} {mem:>17} {other:>11}"
         )
 
 

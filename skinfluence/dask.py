@@ -14,6 +14,7 @@ Logistic regression (binary or multinomial, L2 or no penalty) only: its whole pr
 is a map-reduce. This module imports dask; the explainer imports it only for dask data.
 """
 
+import copy
 import functools
 import sys
 import warnings
@@ -39,13 +40,10 @@ NEWTON_MAX_ITER = 100
 
 
 def _client():
-    """The active ``dask.distributed`` client, or None."""
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
+    """The ``dask.distributed`` client that a compute now would run on, or None."""
+    scheduler = dask.base.get_scheduler()
+    owner = getattr(scheduler, "__self__", None)  # a client's bound get
+    return owner if hasattr(owner, "dashboard_link") else None
 
 
 def run(*objs, desc="", verbose=0):
@@ -162,12 +160,12 @@ def _data_hessian(tpl, X, y, w):
     return a.hessian()
 
 
-def _gradient_and_norms(tpl, X, y, w):
-    """The chunk's data-term gradient and ``sum_i w_i ||g_i||^2`` (the stationarity check)."""
+def _fit_terms(tpl, X, y, w):
+    """The chunk's data-term gradient, ``sum_i w_i ||g_i||^2`` and Hessian: what fit needs."""
     a = _block(tpl, X, y, w)
     a.lam = 0.0
     norms = compute.gradient_norms(a, a.train_data, policy=a.blocking)
-    return a.objective_gradient(), float(a.removal_weights @ norms**2)
+    return a.objective_gradient(), float(a.removal_weights @ norms**2), a.hessian()
 
 
 def _hvp(tpl, X, y, w, V):
@@ -314,14 +312,28 @@ class DaskLinearAdapter(ModelAdapter):
             # the class weights of the whole set: LogisticRegression's own rule applied
             # to the (weighted) class counts, one observation per class
             weights = _class_weights(model, tpl.classes_, counts)
-        total = float(counts @ weights)
-        if not total > 0:
+        self._total_weight = float(counts @ weights)
+        if not self._total_weight > 0:
             raise ValueError("The sample weights sum to zero: there is no objective.")
-        self._tpl = LinearAdapter.template(model, total, blocking=blocking)
-        self._tpl.class_weight_values = None if model.class_weight is None else weights
+        self._class_weight_values = None if model.class_weight is None else weights
+        self._set_model(model)
+
+    def _set_model(self, model):
+        self._tpl = LinearAdapter.template(model, self._total_weight, blocking=self.blocking)
+        self._tpl.class_weight_values = self._class_weight_values
         for name in ("n_params", "theta", "classes_", "lam", "penalty_mask", "n_features"):
             setattr(self, name, getattr(self._tpl, name))
         self.model = model
+        self._hessian = None
+
+    def with_model(self, model):
+        """This adapter for another fit of the same model class on the same data and weights.
+
+        The total weight and the class weights are kept, so no pass is needed.
+        """
+        view = copy.copy(self)
+        view._set_model(model)
+        return view
 
     # -- scheduling --------------------------------------------------------------
     def _tasks(self, func, *shared, tpl=None, with_x=True):
@@ -357,18 +369,24 @@ class DaskLinearAdapter(ModelAdapter):
 
     # -- the ModelAdapter interface: training sweeps as reductions ------------------
     def objective_gradient(self):
-        g, _ = self._reduce(_gradient_and_norms)
-        return g + self.lam * self.penalty_mask * self.theta
+        return self.stationarity_terms()[0]
 
     def stationarity_terms(self):
-        """``(gradient of the objective, sum_i w_i ||g_i||^2)`` in one pass over the chunks."""
-        g, sq = self._reduce(_gradient_and_norms)
+        """``(gradient of the objective, sum_i w_i ||g_i||^2)`` in one pass over the chunks.
+
+        The same pass forms the Hessian, kept for :meth:`hessian` (the solver's fit).
+        """
+        g, sq, H = self._reduce(_fit_terms)
+        H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
+        self._hessian = H
         return g + self.lam * self.penalty_mask * self.theta, sq
 
     def hessian(self):
-        H = self._reduce(_data_hessian)
-        H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
-        return H
+        if self._hessian is None:
+            H = self._reduce(_data_hessian)
+            H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
+            self._hessian = H
+        return self._hessian.copy()
 
     def hvp(self, V, indices=None):
         if indices is not None:
@@ -527,9 +545,20 @@ def starting_model(model, X, y, classes=None):
 
 
 def newton_fit(
-    model, X, y, sample_weight=None, *, blocking=None, max_iter=NEWTON_MAX_ITER, verbose=0
+    model,
+    X,
+    y,
+    sample_weight=None,
+    *,
+    blocking=None,
+    max_iter=NEWTON_MAX_ITER,
+    verbose=0,
+    return_adapter=False,
 ):
     """LogisticRegression fitted on dask data by Newton's method: ``(fitted model, n_iter)``.
+
+    With ``return_adapter``, also the :class:`DaskLinearAdapter` of the fitted model
+    (built without another pass).
 
     Each iteration is one map-reduce of the objective's value, gradient and Hessian
     over the row chunks; the step is solved on the client (P x P) and halved until
@@ -586,7 +615,10 @@ def newton_fit(
             ConvergenceWarning,
             stacklevel=2,
         )
-    return _with_theta(start, tpl, theta, n_iter), n_iter
+    fitted = _with_theta(start, tpl, theta, n_iter)
+    if return_adapter:
+        return fitted, n_iter, adapter.with_model(fitted)
+    return fitted, n_iter
 
 
 def _newton_step(H, g, N):
@@ -739,8 +771,9 @@ def cross_fitted(adapter, cv, *, damping=0.0):
         out_k = folds == k
         w_k = da.where(out_k, 0.0, w)
         options = {"blocking": adapter.blocking, "verbose": adapter.verbose}
-        model_k, _ = newton_fit(adapter.model, adapter.X, adapter.y, w_k, **options)
-        fold = DaskLinearAdapter(model_k, adapter.X, adapter.y, w_k, **options)
+        _, _, fold = newton_fit(
+            adapter.model, adapter.X, adapter.y, w_k, **options, return_adapter=True
+        )
         solver = make_solver("direct", damping=damping).fit(fold)
         loss_k = fold.training_losses()
         proba_k = fold._rows(_proba, tail=(len(adapter.classes_),))

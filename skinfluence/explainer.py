@@ -439,8 +439,11 @@ HessianSolver, default="auto"
             )
         blocking = self._blocking()
         options = {"blocking": blocking, "verbose": self.verbose}
+        adapter = None
         if not self._is_frozen():
-            model, _ = dask_path.newton_fit(inner, X, y, sample_weight, **options)
+            model, _, adapter = dask_path.newton_fit(
+                inner, X, y, sample_weight, **options, return_adapter=True
+            )
         else:
             try:
                 check_is_fitted(inner)
@@ -452,8 +455,11 @@ HessianSolver, default="auto"
                 ) from exc
             model = inner
             if self.polish:
-                model, _ = dask_path.newton_fit(inner, X, y, sample_weight, **options)
-        adapter = dask_path.DaskLinearAdapter(model, X, y, sample_weight, **options)
+                model, _, adapter = dask_path.newton_fit(
+                    inner, X, y, sample_weight, **options, return_adapter=True
+                )
+        if adapter is None:
+            adapter = dask_path.DaskLinearAdapter(model, X, y, sample_weight, **options)
         gradient, mean_sq_norm = adapter.stationarity_terms()
         scale = float(np.sqrt(mean_sq_norm))
         ratio = float(np.linalg.norm(gradient)) / scale if scale > 0 else 0.0
