@@ -217,6 +217,7 @@ def test_results_are_lazy_and_read_each_chunk_once():
         assert sorted(reads) == list(range(len(CHUNKS)))  # one read per chunk
 
 
+@pytest.mark.slow
 def test_a_killed_worker_changes_nothing(tmp_path):
     """A worker process dies mid-computation; dask recomputes its blocks."""
     X, y, _ = _data(2, seed=11, n=4000)
@@ -278,6 +279,7 @@ def _independent_binary_influence(X, y, C, Xt, yt, cols):
     return model, -Gt @ np.linalg.solve(H, Gi.T)
 
 
+@pytest.mark.slow
 def test_out_of_core_influence_to_zarr(tmp_path):
     """A matrix larger than every worker's memory limit goes to zarr, block by block."""
     zarr = pytest.importorskip("zarr")
