@@ -283,19 +283,29 @@ class DaskLinearAdapter(ModelAdapter):
             self._ws = [None] * len(self._xs)
         else:
             self._ws = list(self.sample_weight.to_delayed(optimize_graph=False).ravel())
-        tpl = LinearAdapter.template(model, 1.0, blocking=blocking)
-        tpl.class_weight_values = None
-        counts = self._reduce(_class_counts, tpl=tpl, with_x=False)
-        weights = np.ones(len(counts))
-        if model.class_weight is not None:
-            # the class weights of the whole set: LogisticRegression's own rule applied
-            # to the (weighted) class counts, one observation per class
-            weights = _class_weights(model, tpl.classes_, counts)
-        self._total_weight = float(counts @ weights)
+        self._total_weight, self._class_weight_values = self._objective_weight(model)
         if not self._total_weight > 0:
             raise ValueError("The sample weights sum to zero: there is no objective.")
-        self._class_weight_values = None if model.class_weight is None else weights
         self._set_model(model)
+
+    def _objective_weight(self, model):
+        """``(S, class weights or None)``: the objective's total weight.
+
+        Without class weights ``S`` is the number of rows or the sum of the sample
+        weights (no pass over ``X`` or ``y``); with them, one pass over the labels
+        counts each class and applies LogisticRegression's own rule to the (weighted)
+        counts, one observation per class.
+        """
+        if model.class_weight is None:
+            if self.sample_weight is None:
+                return float(self.n_train), None
+            (total,) = run(self.sample_weight.sum(), desc="sum of weights", verbose=self.verbose)
+            return float(total), None
+        tpl = LinearAdapter.template(model, 1.0, blocking=self.blocking)
+        tpl.class_weight_values = None
+        counts = self._reduce(_class_counts, tpl=tpl, with_x=False)
+        weights = _class_weights(model, tpl.classes_, counts)
+        return float(counts @ weights), weights
 
     def _set_model(self, model):
         self._tpl = LinearAdapter.template(model, self._total_weight, blocking=self.blocking)
