@@ -9,8 +9,10 @@ from skinfluence.dask.adapter import run
 def top_suspects(scores, k=None, fraction=None, *, verbose=0):
     """The indices of the ``k`` (or ``fraction``) highest of lazy ``scores``, highest first.
 
-    A tree reduction over the chunks (``dask.array.argtopk``); ties keep index order,
-    as :func:`skinfluence.mislabel.rank_suspects` does in memory.
+    A tree reduction over the chunks (``dask.array.argtopk``). Tied scores among
+    those kept come in index order, as :func:`skinfluence.mislabel.rank_suspects`
+    gives them in memory; which of several rows tied at the cut is kept follows
+    ``argtopk``, where the in-memory sort keeps the smallest index.
     """
     n = scores.shape[0]
     if fraction is not None:
