@@ -460,9 +460,7 @@ HessianSolver, default="auto"
                 )
         if adapter is None:
             adapter = dask_path.DaskLinearAdapter(model, X, y, sample_weight, **options)
-        gradient, mean_sq_norm = adapter.stationarity_terms()
-        scale = float(np.sqrt(mean_sq_norm))
-        ratio = float(np.linalg.norm(gradient)) / scale if scale > 0 else 0.0
+        ratio = adapter.stationarity()
         if not ratio <= STATIONARITY_WARN:
             warnings.warn(
                 f"The fitted parameters are not a stationary point of the training "
@@ -488,14 +486,7 @@ HessianSolver, default="auto"
         names = getattr(X, "columns", None)
         if names is not None and all(isinstance(c, str) for c in names):
             self.feature_names_in_ = np.asarray(names, dtype=object)
-        self.classes_ = np.array(adapter.classes_)
-        self.n_train_ = adapter.n_train
-        self.n_params_ = adapter.n_params
-        self.model_family_ = adapter.family_name
-        self.removal_weights_ = adapter.removal_weights  # lazy, like every per-row result
-        self.solver_ = solver.name
-        self.damping_ = float(solver.damping)
-        self.hessian_condition_ = solver.summary().get("condition number")
+        self._set_fitted_attributes(adapter, solver)
         return self
 
     def _on_dask(self):
@@ -619,7 +610,10 @@ HessianSolver, default="auto"
         self.n_train_ = adapter.n_train
         self.n_params_ = adapter.n_params
         self.model_family_ = adapter.family_name
-        self.removal_weights_ = np.array(adapter.removal_weights, dtype=float)
+        if getattr(adapter, "on_dask", False):  # lazy, like every per-row result on dask
+            self.removal_weights_ = adapter.removal_weights
+        else:
+            self.removal_weights_ = np.array(adapter.removal_weights, dtype=float)
         self.solver_ = solver.name
         self.damping_ = float(solver.damping)
         self.hessian_condition_ = solver.summary().get("condition number")

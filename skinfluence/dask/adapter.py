@@ -106,14 +106,20 @@ def check_model(model):
 
 
 # -- tasks (module level: they travel to the workers by reference) ---------------------
-def _block(tpl, X, y, w, theta=None):
-    """The in-memory adapter over one chunk, its rows weighted as in the full objective."""
-    data = tpl.prepare(X, y)
-    s = np.ones(data.X.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
+def _weights(tpl, labels, w):
+    """Each row's objective weight ``s_i``: its sample weight times its class weight."""
+    s = np.ones(len(labels)) if w is None else np.asarray(w, dtype=np.float64)
     if not (np.isfinite(s).all() and (s >= 0).all()):
         raise ValueError("sample_weight holds negative, NaN or infinite values.")
     if tpl.class_weight_values is not None:
-        s = s * tpl.class_weight_values[data.y]
+        s = s * tpl.class_weight_values[labels]
+    return s
+
+
+def _block(tpl, X, y, w, theta=None):
+    """The in-memory adapter over one chunk, its rows weighted as in the full objective."""
+    data = tpl.prepare(X, y)
+    s = _weights(tpl, data.y, w)
     if theta is not None:
         tpl = tpl.reweighted(1.0, theta)
     return tpl.on_block(data, s)
@@ -139,8 +145,16 @@ def _data_hessian(tpl, X, y, w):
     return a.hessian()
 
 
+def _gradient_terms(tpl, X, y, w):
+    """The chunk's data-term gradient and ``sum_i w_i ||g_i||^2`` (the stationarity check)."""
+    a = _block(tpl, X, y, w)
+    a.lam = 0.0
+    norms = compute.gradient_norms(a, a.train_data, policy=a.blocking)
+    return a.objective_gradient(), float(a.removal_weights @ norms**2)
+
+
 def _fit_terms(tpl, X, y, w):
-    """The chunk's data-term gradient, ``sum_i w_i ||g_i||^2`` and Hessian: what fit needs."""
+    """:func:`_gradient_terms` and the chunk's data-term Hessian: what fit needs."""
     a = _block(tpl, X, y, w)
     a.lam = 0.0
     norms = compute.gradient_norms(a, a.train_data, policy=a.blocking)
@@ -153,8 +167,12 @@ def _hvp(tpl, X, y, w, V):
     return a.hvp(V)
 
 
-def _removal_weights(tpl, X, y, w):
-    return _block(tpl, X, y, w).removal_weights
+def _removal_weights(tpl, y, w):
+    return _weights(tpl, tpl._encode_y(y, len(y)), w) / tpl._total_weight
+
+
+def _labels(tpl, y, w):
+    return tpl._encode_y(y, len(y))
 
 
 def _losses(tpl, X, y, w):
@@ -302,7 +320,6 @@ class DaskLinearAdapter(ModelAdapter):
             (total,) = run(self.sample_weight.sum(), desc="sum of weights", verbose=self.verbose)
             return float(total), None
         tpl = LinearAdapter.template(model, 1.0, blocking=self.blocking)
-        tpl.class_weight_values = None
         counts = self._reduce(_class_counts, tpl=tpl, with_x=False)
         weights = _class_weights(model, tpl.classes_, counts)
         return float(counts @ weights), weights
@@ -315,13 +332,16 @@ class DaskLinearAdapter(ModelAdapter):
         self.model = model
         self._hessian = None
 
-    def with_model(self, model):
+    def with_model(self, model, hessian=None):
         """This adapter for another fit of the same model class on the same data and weights.
 
-        The total weight and the class weights are kept, so no pass is needed.
+        The total weight and the class weights are kept, so no pass is needed;
+        ``hessian``, the objective's Hessian at ``model``'s parameters when the caller
+        has it, is kept for :meth:`hessian`.
         """
         view = copy.copy(self)
         view._set_model(model)
+        view._hessian = None if hessian is None else np.array(hessian, dtype=np.float64)
         return view
 
     # -- scheduling --------------------------------------------------------------
@@ -330,10 +350,10 @@ class DaskLinearAdapter(ModelAdapter):
         tpl = delayed(self._tpl if tpl is None else tpl)
         shared = [delayed(s) if isinstance(s, np.ndarray | _Factor) else s for s in shared]
         f = delayed(func, pure=True)
-        xs = self._xs if with_x else [None] * len(self._ys)
         if with_x:
             return [
-                f(tpl, x, y, w, *shared) for x, y, w in zip(xs, self._ys, self._ws, strict=True)
+                f(tpl, x, y, w, *shared)
+                for x, y, w in zip(self._xs, self._ys, self._ws, strict=True)
             ]
         return [f(tpl, y, w, *shared) for y, w in zip(self._ys, self._ws, strict=True)]
 
@@ -345,12 +365,15 @@ class DaskLinearAdapter(ModelAdapter):
         )
         return total
 
-    def _rows(self, func, *shared, tail=()):
+    def _rows(self, func, *shared, tail=(), dtype=np.float64, with_x=True):
         """A lazy dask array: ``func``'s per-row results, chunked like the training rows."""
-        parts = self._tasks(func, *shared)
+        return self.stack(self._tasks(func, *shared, with_x=with_x), tail=tail, dtype=dtype)
+
+    def stack(self, parts, *, tail=(), dtype=np.float64):
+        """One lazy array from one delayed block per row chunk (``(n_chunk, *tail)`` each)."""
         return da.concatenate(
             [
-                da.from_delayed(p, shape=(n, *tail), dtype=np.float64)
+                da.from_delayed(p, shape=(n, *tail), dtype=dtype)
                 for p, n in zip(parts, self.row_chunks, strict=True)
             ],
             axis=0,
@@ -363,12 +386,23 @@ class DaskLinearAdapter(ModelAdapter):
     def stationarity_terms(self):
         """``(gradient of the objective, sum_i w_i ||g_i||^2)`` in one pass over the chunks.
 
-        The same pass forms the Hessian, kept for :meth:`hessian` (the solver's fit).
+        The same pass forms the Hessian, kept for :meth:`hessian` (the solver's fit),
+        unless it is known already (handed on by the Newton fit).
         """
-        g, sq, H = self._reduce(_fit_terms)
-        H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
-        self._hessian = H
+        if self._hessian is not None:
+            g, sq = self._reduce(_gradient_terms)
+        else:
+            g, sq, H = self._reduce(_fit_terms)
+            H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
+            self._hessian = H
         return g + self.lam * self.penalty_mask * self.theta, sq
+
+    def stationarity(self):
+        """``||grad R||`` relative to the RMS per-sample gradient norm, as
+        :func:`skinfluence.compute.stationarity` measures it, in one pass."""
+        g, mean_sq_norm = self.stationarity_terms()
+        scale = float(np.sqrt(mean_sq_norm))
+        return float(np.linalg.norm(g)) / scale if scale > 0 else 0.0
 
     def hessian(self):
         if self._hessian is None:
@@ -392,7 +426,11 @@ class DaskLinearAdapter(ModelAdapter):
 
     @property
     def removal_weights(self):
-        return self._rows(_removal_weights)
+        return self._rows(_removal_weights, with_x=False)
+
+    def training_labels(self):
+        """Each training row's class position, a lazy int array ``(n_train,)``."""
+        return self._rows(_labels, dtype=np.intp, with_x=False)
 
     # -- lazy per-row results over the training set --------------------------------
     def training_losses(self):
@@ -422,9 +460,10 @@ class DaskLinearAdapter(ModelAdapter):
 
         Each chunk's best ``k`` per test point, merged by a tree reduction.
         """
-        M = self._test_products(solver, test_data)
+        tpl, M = delayed(self._tpl), delayed(self._test_products(solver, test_data))
+        f = delayed(_top_k, pure=True)
         parts = [
-            delayed(_top_k, pure=True)(delayed(self._tpl), x, y, w, delayed(M), k, int(c0))
+            f(tpl, x, y, w, M, k, int(c0))
             for x, y, w, c0 in zip(self._xs, self._ys, self._ws, self.offsets[:-1], strict=True)
         ]
         (out,) = run(

@@ -66,17 +66,9 @@ def stratified_folds(adapter, cv):
     allocation[:, order] = dealt(ends) - dealt(ends - total[order])
     bounds = np.cumsum(allocation, axis=0)
     before = np.cumsum(counts, axis=0) - counts
-    tpl = delayed(adapter._tpl)
-    parts = [
-        delayed(_chunk_folds, pure=True)(tpl, y, before[c], bounds)
-        for c, y in enumerate(adapter._ys)
-    ]
-    return da.concatenate(
-        [
-            da.from_delayed(p, shape=(n,), dtype=np.intp)
-            for p, n in zip(parts, adapter.row_chunks, strict=True)
-        ]
-    )
+    tpl, bounds, f = delayed(adapter._tpl), delayed(bounds), delayed(_chunk_folds, pure=True)
+    parts = [f(tpl, y, before[c], bounds) for c, y in enumerate(adapter._ys)]
+    return adapter.stack(parts, dtype=np.intp)
 
 
 def _proba(tpl, X, y, w):
@@ -107,10 +99,10 @@ def cross_fitted(adapter, cv, *, damping=0.0):
     if w is None:
         w = da.ones(adapter.n_train, chunks=(adapter.row_chunks,))
     held_out = loo_sum = proba = None
+    options = {"blocking": adapter.blocking, "verbose": adapter.verbose}
     for k in range(cv):
         out_k = folds == k
         w_k = da.where(out_k, 0.0, w)
-        options = {"blocking": adapter.blocking, "verbose": adapter.verbose}
         _, _, fold = newton_fit(
             adapter.model, adapter.X, adapter.y, w_k, **options, return_adapter=True
         )

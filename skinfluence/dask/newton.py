@@ -34,9 +34,8 @@ def _with_theta(model, tpl, theta, n_iter):
     fitted.classes_ = np.array(tpl.classes_)
     fitted.n_features_in_ = tpl.n_features
     fitted.n_iter_ = np.array([n_iter], dtype=np.int32)
-    for name in ("feature_names_in_",):
-        if hasattr(model, name):
-            setattr(fitted, name, getattr(model, name))
+    if hasattr(model, "feature_names_in_"):
+        fitted.feature_names_in_ = model.feature_names_in_
     return fitted
 
 
@@ -108,9 +107,9 @@ def newton_fit(
     converged, decrement, n_iter = False, np.inf, 0
     while n_iter < max_iter:
         step = _newton_step(H, g, N)
-        decrement = float(g @ step)  # g^T H^-1 g: twice the objective's distance to optimum
         # g^T H^-1 g bounds ||theta - theta*||_H^2: 1e-20 is an optimum to 1e-10, and
         # from here one more step would only move theta at rounding level
+        decrement = float(g @ step)
         if not decrement > 1e-20 * max(abs(f), 1.0):
             converged = True
             break
@@ -141,8 +140,8 @@ def newton_fit(
             stacklevel=2,
         )
     fitted = _with_theta(start, tpl, theta, n_iter)
-    if return_adapter:
-        return fitted, n_iter, adapter.with_model(fitted)
+    if return_adapter:  # H is the Hessian at theta: the explainer's fit need not form it
+        return fitted, n_iter, adapter.with_model(fitted, hessian=H)
     return fitted, n_iter
 
 

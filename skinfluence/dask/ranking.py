@@ -23,10 +23,6 @@ def top_suspects(scores, k=None, fraction=None, *, verbose=0):
     return np.asarray(idx[order], dtype=np.intp)
 
 
-def _labels(tpl, y, w):
-    return tpl._encode_y(y, len(y))
-
-
 def flagged_suspects(adapter, proba, scores):
     """:func:`skinfluence.mislabel.flag_mislabeled` over lazy arrays, most suspicious first.
 
@@ -36,13 +32,7 @@ def flagged_suspects(adapter, proba, scores):
     """
     from skinfluence.mislabel import _wrong_per_class_from
 
-    parts = adapter._tasks(_labels, with_x=False)
-    labels = da.concatenate(
-        [
-            da.from_delayed(p, shape=(n,), dtype=np.intp)
-            for p, n in zip(parts, adapter.row_chunks, strict=True)
-        ]
-    )
+    labels = adapter.training_labels()
     K = proba.shape[1]
     onehot = labels[:, None] == da.arange(K)[None, :]
     v = adapter.verbose
@@ -65,11 +55,7 @@ def flagged_suspects(adapter, proba, scores):
         idx, val = run(
             da.argtopk(masked, n_wrong), da.topk(masked, n_wrong), desc="flagging", verbose=v
         )
-        order = np.lexsort((idx, -val))
-        idx, val = idx[order], val[order]
-        sorted_idx = np.sort(idx)
-        (kept_sorted,) = run(other[sorted_idx], verbose=0)
-        kept = kept_sorted[np.searchsorted(sorted_idx, idx)]
+        (kept,) = run(other[idx])
         picks.append(idx[kept])
         values.append(val[kept])
     if not picks:
