@@ -84,6 +84,33 @@ def newton_fit(
     not changed. It stops when the Newton decrement ``g^T H^-1 g`` falls below 1e-20
     (times the objective, when that exceeds 1), and warns (ConvergenceWarning) after
     ``max_iter`` iterations (separable data without a penalty has no optimum).
+
+    Parameters
+    ----------
+    model : LogisticRegression
+        Its hyperparameters define the objective; its coefficients, when fitted,
+        are the start.
+    X : dask array or dask DataFrame of shape (n_samples, n_features)
+        Training features, chunked by rows.
+    y, sample_weight : dask array or array-like of shape (n_samples,)
+        Labels and (optional) sample weights.
+    blocking : skinfluence.blocking.Blocking or None, default=None
+        The memory policy inside each task.
+    max_iter : int, default=NEWTON_MAX_ITER
+        Newton iterations before giving up.
+    verbose : int, default=0
+        Show each pass's progress (see :func:`skinfluence.dask.run`).
+    return_adapter : bool, default=False
+        Also return the adapter of the fitted model, holding its Hessian.
+
+    Returns
+    -------
+    fitted : LogisticRegression
+        A new fitted model at the optimum.
+    n_iter : int
+        Newton steps taken.
+    adapter : DaskLinearAdapter
+        Only with ``return_adapter=True``.
     """
     fitted = hasattr(model, "coef_")
     start = model if fitted else starting_model(model, X, y)
