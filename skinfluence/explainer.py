@@ -1168,16 +1168,16 @@ HessianSolver, default="auto"
         -----
         With dask data the fold models are not refits: each is the optimum of the
         objective without its fold's rows, reached by Newton steps from this
-        explainer's model on the cluster; the folds are always the unshuffled
-        stratified ones, and the results (and ``folds``, each row's fold) are lazy
-        dask arrays.
+        explainer's model on the cluster; the folds are the same stratified ones
+        as in memory (shuffled with ``random_state`` when it is set), and the results
+        (and ``folds``, each row's fold) are lazy dask arrays.
         """
         check_is_fitted(self)
         cv = crossfit.check_n_folds(cv)
         if self._on_dask():
             if cv not in self._cross_fitted_cache:
                 self._cross_fitted_cache[cv] = _dask_module("dask data").cross_fitted(
-                    self._adapter, cv, damping=self.damping_
+                    self._adapter, cv, damping=self.damping_, random_state=self.random_state
                 )
             return Bunch(**self._cross_fitted_cache[cv])  # lazy dask arrays
         if cv not in self._cross_fitted_cache:

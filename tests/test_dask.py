@@ -176,6 +176,26 @@ def test_cross_fitted_scores_equal_the_in_memory_refits(client):
     np.testing.assert_array_equal(flagged, mem.find_mislabeled(cv=4))
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_shuffled_folds_are_scikit_learns(client, seed):
+    """With a random_state the dask folds are StratifiedKFold(shuffle=True)'s, row for row,
+    and the held-out losses those of the in-memory refits on the same folds."""
+    X, y, sw = _data(3, seed=22)
+    y = np.array([1, 2, 0])[y]
+    model = _tight(C=0.5).fit(X, y, sample_weight=sw)
+    Xd = da.from_array(X, chunks=(CHUNKS, -1))
+    ex = InfluenceExplainer(FrozenEstimator(model), random_state=seed).fit(Xd, y, sample_weight=sw)
+    got = ex.cross_fitted_losses(cv=5)
+    folds = np.empty(N, dtype=int)
+    split = StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y)
+    for k, (_, test) in enumerate(split):
+        folds[test] = k
+    np.testing.assert_array_equal(got.folds.compute(), folds)
+    mem = InfluenceExplainer(FrozenEstimator(model), random_state=seed).fit(X, y, sample_weight=sw)
+    want = mem.cross_fitted_losses(cv=5)
+    np.testing.assert_allclose(got.held_out.compute(), want.held_out, rtol=1e-6)
+
+
 def test_polish_takes_a_frozen_model_to_the_optimum():
     X, y, _ = _data(2, seed=5)
     rough = LogisticRegression(max_iter=3).fit(X[:100], y[:100])  # a sample, not converged

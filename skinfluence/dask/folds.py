@@ -3,6 +3,7 @@
 import dask.array as da
 import numpy as np
 from dask import delayed
+from sklearn.utils import check_random_state
 
 from skinfluence.dask.adapter import _block, run
 from skinfluence.dask.newton import newton_fit
@@ -18,24 +19,33 @@ def _fold_census(tpl, y, w):
     return np.bincount(labels, minlength=len(tpl.classes_)), first
 
 
-def _chunk_folds(tpl, y, before, bounds):
-    """Fold of each row: its rank in its class, against the class's fold boundaries."""
+def _chunk_folds(tpl, y, before, bounds, dealt=None):
+    """Fold of each row: its rank in its class, against the class's fold boundaries, or
+    (shuffled) the entry at that rank of the chunk's part of the class's shuffled folds."""
     labels = tpl._encode_y(y, len(y))
     out = np.empty(len(labels), dtype=np.intp)
     for k in np.unique(labels):
         rows = np.flatnonzero(labels == k)
+        if dealt is not None:
+            out[rows] = dealt[k]
+            continue
         out[rows] = np.searchsorted(bounds[:, k], before[k] + np.arange(rows.size), side="right")
     return out
 
 
-def stratified_folds(adapter, cv):
-    """Each training row's fold, a lazy int array: ``StratifiedKFold(cv)``'s, unshuffled.
+def stratified_folds(adapter, cv, random_state=None):
+    """Each training row's fold, a lazy int array: ``StratifiedKFold(cv)``'s.
 
     scikit-learn deals each class's rows, in data order, to the folds in blocks
     whose sizes come from a round robin over the labels sorted by class (classes in
     order of first appearance). Those sizes need only the classes' counts and first
     rows, which one pass over the chunks gives; each chunk then places its rows from
     the counts of the chunks before it.
+
+    With ``random_state`` (an int or a ``RandomState``) the folds are
+    ``StratifiedKFold(cv, shuffle=True, random_state=random_state)``'s: each class's
+    block of fold numbers is shuffled on the client as scikit-learn shuffles it (one
+    byte per row when ``cv`` < 128) and each chunk receives only its own part.
     """
     census = run(*adapter._tasks(_fold_census, with_x=False), desc="folds", verbose=adapter.verbose)
     counts = np.array([c for c, _ in census])  # (n_chunks, K)
@@ -66,8 +76,25 @@ def stratified_folds(adapter, cv):
     allocation[:, order] = dealt(ends) - dealt(ends - total[order])
     bounds = np.cumsum(allocation, axis=0)
     before = np.cumsum(counts, axis=0) - counts
-    tpl, bounds, f = delayed(adapter._tpl), delayed(bounds), delayed(_chunk_folds, pure=True)
-    parts = [f(tpl, y, before[c], bounds) for c, y in enumerate(adapter._ys)]
+    tpl, f = delayed(adapter._tpl), delayed(_chunk_folds, pure=True)
+    if random_state is None:
+        bounds = delayed(bounds)
+        parts = [f(tpl, y, before[c], bounds) for c, y in enumerate(adapter._ys)]
+        return adapter.stack(parts, dtype=np.intp)
+    rng = check_random_state(random_state)
+    dtype = np.int8 if cv < 128 else np.int64  # a permutation's draws depend on the length only
+    shuffled = {}
+    for k in order:  # scikit-learn's loop: classes in order of first appearance
+        shuffled[k] = np.arange(cv, dtype=dtype).repeat(allocation[:, k])
+        rng.shuffle(shuffled[k])
+    parts = []
+    for c, y in enumerate(adapter._ys):
+        dealt = {
+            k: shuffled[k][before[c, k] : before[c, k] + counts[c, k]]
+            for k in range(len(total))
+            if counts[c, k]
+        }
+        parts.append(f(tpl, y, None, None, dealt))
     return adapter.stack(parts, dtype=np.intp)
 
 
@@ -76,14 +103,15 @@ def _proba(tpl, X, y, w):
     return np.asarray(a.model.predict_proba(a.train_data.X), dtype=np.float64)
 
 
-def cross_fitted(adapter, cv, *, damping=0.0):
+def cross_fitted(adapter, cv, *, damping=0.0, random_state=None):
     """Cross-fitted losses of the training rows: fold models by Newton from the full model.
 
     Fold ``k``'s model is the optimum of the objective without the rows of fold ``k``
     (their weights set to zero; the penalty and class weights those of the rest, as
     a refit on the remaining rows has them), reached by Newton's method from the
     full model's coefficients: a few map-reduces each. The folds are scikit-learn's
-    unshuffled ``StratifiedKFold(cv)``.
+    ``StratifiedKFold(cv)``, shuffled with ``random_state`` when it is not None (as
+    the in-memory path shuffles them with the explainer's ``random_state``).
 
     Returns
     -------
@@ -94,7 +122,7 @@ def cross_fitted(adapter, cv, *, damping=0.0):
     """
     from skinfluence.solvers import make_solver
 
-    folds = stratified_folds(adapter, cv)
+    folds = stratified_folds(adapter, cv, random_state)
     w = adapter.sample_weight
     if w is None:
         w = da.ones(adapter.n_train, chunks=(adapter.row_chunks,))
