@@ -10,6 +10,7 @@ shown as escapes and written to CSV with formula-leading cells guarded
 
 import argparse
 import csv
+import logging
 import os
 import sys
 import time
@@ -64,6 +65,17 @@ def _number(kind, low, high=None, *, low_open=False, high_open=False):
 
     parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
+
+
+def _bytes(value):
+    """An argparse type: a size such as ``64MB`` or ``1000000`` (bytes), as dask reads it."""
+    import re
+
+    if not re.fullmatch(r"\s*\d+(\.\d*)?\s*([kMGT]i?B|[kKMGT]|B)?\s*", value):
+        raise argparse.ArgumentTypeError(
+            f"must be a size in bytes such as 64MB, 512kB or 1000000, got {value!r}"
+        )
+    return value.strip()
 
 
 def _check_output_file(path, option, inputs=(), formats=None):
@@ -391,9 +403,8 @@ def _choose_model(X, y_index, kinds, n_classes, args):
     return chosen, fitted[chosen], cv_loss
 
 
-def _mislabels(args):
-    from skinfluence.mislabel import auto_method, rank_suspects
-
+def _check_outputs(args):
+    """``--out`` and ``--plot`` checked before any work (and matplotlib found)."""
     _check_output_file(args.out, "--out", inputs=[args.file])
     if args.plot is not None:  # a missing matplotlib is found before the work, not after
         _pyplot()
@@ -401,6 +412,14 @@ def _mislabels(args):
 
         formats = FigureCanvasBase.get_supported_filetypes()
         _check_output_file(args.plot, "--plot", [args.file, args.out or args.file], formats)
+
+
+def _mislabels(args):
+    from skinfluence.mislabel import auto_method, rank_suspects
+
+    if args.dask or args.scheduler is not None:
+        return _mislabels_on_dask(args)
+    _check_outputs(args)
     header, columns = read_csv(
         args.file, text_columns={args.target}, progress=_reading_bar(args.file)
     )
@@ -409,13 +428,7 @@ def _mislabels(args):
         header, columns, args.target, args.drop or [], progress=_columns_bar
     )
     del columns  # the ranked file reads the input again, as text
-    n_dropped = n_file_rows - len(rows)
-    if n_dropped:
-        print(
-            f"skinfluence: note: {n_dropped} rows without a {printable(repr(args.target))} "
-            "label are left out",
-            file=sys.stderr,
-        )
+    _note_dropped(args, n_file_rows - len(rows))
     classes, y_index = np.unique(y, return_inverse=True)
     can_flag = _check_folds(args, classes, np.bincount(y_index))
     with _warnings_as_lines():
@@ -435,19 +448,44 @@ def _mislabels(args):
     predicted = classes[np.asarray(ex.estimator_.predict(X)).astype(int)]
     order = rank_suspects(scores)
 
-    print(
-        f"skinfluence mislabels: {printable(args.file)}, {len(y)} rows, "
-        f"{len(kinds['numeric'])} numeric and {len(kinds['categorical'])} categorical feature "
-        f"columns, target {printable(repr(args.target))} with {len(classes)} classes"
-    )
+    _print_header(args, len(y), kinds, classes)
     if args.model == "auto":
         losses = ", ".join(f"{k} {v:.4f}" for k, v in cv_losses.items())
         print(
             f"model: auto picked {model_name} by {args.cv}-fold cross-validated log-loss ({losses})"
         )
+    _print_model(args, model_name, ex, np.mean(predicted == y), method, can_flag, flagged)
+    top = order[: args.top]
+    _print_top(rows[top], y[top], predicted[top], scores[top], flagged[top])
+    if args.out is not None:
+        _note_renamed_columns(header)
+        write_ranked_csv(args.out, args.file, rows, order, scores, predicted, flagged)
+        print(f"\nwrote {len(order)} ranked rows to {printable(args.out)}")
+    _write_plot(args, scores, method)
+    return 0
+
+
+def _note_dropped(args, n_dropped):
+    if n_dropped:
+        print(
+            f"skinfluence: note: {n_dropped} rows without a {printable(repr(args.target))} "
+            "label are left out",
+            file=sys.stderr,
+        )
+
+
+def _print_header(args, n_rows, kinds, classes):
+    print(
+        f"skinfluence mislabels: {printable(args.file)}, {n_rows} rows, "
+        f"{len(kinds['numeric'])} numeric and {len(kinds['categorical'])} categorical feature "
+        f"columns, target {printable(repr(args.target))} with {len(classes)} classes"
+    )
+
+
+def _print_model(args, model_name, ex, accuracy, method, can_flag, flagged):
     print(
         f"model: {model_name}, {ex.n_params_} parameters, solver={ex.solver_}, training "
-        f"accuracy {np.mean(predicted == y):.3f}; score: {method}, higher = more suspicious"
+        f"accuracy {accuracy:.3f}; score: {method}, higher = more suspicious"
     )
     if can_flag:
         print(
@@ -455,32 +493,156 @@ def _mislabels(args):
             f"confident learning on the {args.cv}-fold cross-fitted probabilities, taken by "
             "the score (marked * below, 1 in the flagged column of --out)"
         )
+
+
+def _print_top(rows, labels, predicted, scores, flagged):
+    """The table of the top rows (given in rank order)."""
     print()
     print(f"{'rank':>5} {'row':>7}  {'label':<16} {'predicted':<16} {'score':>10} flagged")
-    for r, i in enumerate(order[: args.top], start=1):
-        mark = "*" if flagged[i] else ""
-        print(
-            f"{r:>5} {rows[i]:>7}  {_cut(y[i]):<16} {_cut(predicted[i]):<16} "
-            f"{scores[i]:>10.4g} {mark}"
-        )
-    if args.out is not None:
-        if ranked_columns(header)[0] != "rank":
-            print(
-                "skinfluence: note: the input has a column named like an added one (rank, "
-                "row, score, predicted, flagged): the added columns are prefixed with "
-                "skinfluence_",
-                file=sys.stderr,
-            )
-        write_ranked_csv(args.out, args.file, rows, order, scores, predicted, flagged)
-        print(f"\nwrote {len(order)} ranked rows to {printable(args.out)}")
-    if args.plot is not None:
-        plt = _pyplot()
-        from skinfluence.plotting import SelfInfluenceDisplay
+    for r, (row, label, pred, score, flag) in enumerate(
+        zip(rows, labels, predicted, scores, flagged, strict=True), start=1
+    ):
+        mark = "*" if flag else ""
+        print(f"{r:>5} {row:>7}  {_cut(label):<16} {_cut(pred):<16} {score:>10.4g} {mark}")
 
-        disp = SelfInfluenceDisplay.from_scores(scores, k=min(args.top, len(scores)), name=method)
-        disp.figure_.savefig(args.plot, dpi=110, bbox_inches="tight")
-        plt.close(disp.figure_)
-        print(f"wrote {printable(args.plot)}")
+
+def _note_renamed_columns(header):
+    if ranked_columns(header)[0] != "rank":
+        print(
+            "skinfluence: note: the input has a column named like an added one (rank, "
+            "row, score, predicted, flagged): the added columns are prefixed with "
+            "skinfluence_",
+            file=sys.stderr,
+        )
+
+
+def _write_plot(args, scores, method):
+    if args.plot is None:
+        return
+    plt = _pyplot()
+    from skinfluence.plotting import SelfInfluenceDisplay
+
+    disp = SelfInfluenceDisplay.from_scores(scores, k=min(args.top, len(scores)), name=method)
+    disp.figure_.savefig(args.plot, dpi=110, bbox_inches="tight")
+    plt.close(disp.figure_)
+    print(f"wrote {printable(args.plot)}")
+
+
+# -- mislabels on dask ------------------------------------------------------------------------
+@contextmanager
+def _dask_client(args):
+    """A client of ``--scheduler ADDRESS``, or of a LocalCluster started for ``--dask``."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(
+            f"--dask and --scheduler need dask ({exc}); pip install 'skinfluence[dask]'"
+        ) from exc
+    if args.scheduler is not None:
+        try:
+            client = distributed.Client(args.scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UsageError(
+                f"--scheduler {args.scheduler}: cannot connect ({_one_line(exc)})"
+            ) from exc
+        with client:
+            yield client
+        return
+    # the sort of the ranked rows logs each shuffle's start and end: not news to this user
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
+    with (
+        distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def _dask_predictions(Z, model):
+    import dask.array as da
+
+    def predict(block):
+        return model.predict(block).astype(np.intp)
+
+    return da.map_blocks(predict, Z, drop_axis=1, dtype=np.intp)
+
+
+def _mislabels_on_dask(args):
+    """``mislabels`` with dask: the table is read, encoded and scored on the workers."""
+    flag = "--dask" if args.scheduler is None else "--scheduler"
+    if args.model != "logreg":
+        raise UsageError(
+            f"--model {args.model} is not available with {flag}: the dask path fits "
+            "logistic regression (its fit and scores are reductions over the rows); "
+            f"pass --model logreg, or leave out {flag} to fit in memory"
+        )
+    if args.workers is not None and args.scheduler is not None:
+        raise UsageError("--workers sizes the LocalCluster of --dask; --scheduler has its own")
+    _check_outputs(args)
+    import dask
+    from sklearn.linear_model import LogisticRegression
+
+    from skinfluence import InfluenceExplainer
+    from skinfluence.dask import table as dask_table
+    from skinfluence.mislabel import auto_method, rank_suspects
+
+    header, parts, meta = dask_table.read_table(args.file, blocksize=args.blocksize)
+    dask_table.feature_names(header, args.target, args.drop or [])  # before any cluster
+    with _dask_client(args) as client:
+        print(f"skinfluence: dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        with _stage("reading"):
+            tab = dask_table.census(parts, header, args.target, args.drop or [])
+        kinds, classes = tab["kinds"], tab["classes"]
+        n = int(sum(tab["kept"]))
+        _note_dropped(args, tab["n_file_rows"] - n)
+        can_flag = _check_folds(args, classes, tab["class_counts"])
+        with _stage("encoding"):
+            X, y, rows = dask_table.encode(parts, tab, args.target)
+            stats = dask_table.fit_preprocessor(X, tab)
+            (Z,) = dask.persist(dask_table.preprocess(X, stats))
+            del X
+        with _warnings_as_lines():
+            ex = InfluenceExplainer(
+                LogisticRegression(C=args.C, tol=1e-8, max_iter=5000),
+                damping=args.damping or 0.0,
+                random_state=args.seed,
+                verbose=int(_stderr_is_terminal()),
+            )
+            with _stage("fitting logreg"):
+                ex.fit(Z, y)
+            with _stage("scoring"):
+                predicted = _dask_predictions(Z, ex.estimator_)
+                scores, predicted, accuracy = dask.compute(
+                    ex.mislabel_scores(args.method, cv=args.cv),
+                    predicted,
+                    (predicted == y).mean(),
+                )
+                flagged = np.zeros(n, dtype=bool)
+                if can_flag:
+                    flagged[ex.find_mislabeled(method=args.method, cv=args.cv)] = True
+        method = f"{auto_method(ex)} (auto)" if args.method == "auto" else args.method
+        order = rank_suspects(scores)
+        top = order[: args.top]
+        top_rows, top_y = dask.compute(rows[top], y[top])
+        _print_header(args, n, kinds, classes)
+        _print_model(args, "logreg", ex, accuracy, method, can_flag, flagged)
+        _print_top(top_rows, classes[top_y], classes[predicted[top]], scores[top], flagged[top])
+        if args.out is not None:
+            _note_renamed_columns(header)
+            with _stage("writing"):
+                dask_table.write_ranked(
+                    args.out,
+                    parts,
+                    meta,
+                    header,
+                    args.target,
+                    tab,
+                    order,
+                    scores,
+                    predicted,
+                    flagged,
+                )
+            print(f"\nwrote {n} ranked rows to {printable(args.out)}")
+    _write_plot(args, scores, method)
     return 0
 
 
@@ -551,7 +713,9 @@ def build_parser():
         description="Fit a model on a CSV file (numeric columns imputed and scaled, text "
         "columns one-hot encoded) and rank its rows by a mislabel score.",
     )
-    mis.add_argument("file", help="CSV file with a header line")
+    mis.add_argument(
+        "file", help="CSV file with a header line (or, with --dask/--scheduler, Parquet)"
+    )
     mis.add_argument("--target", required=True, help="the column holding the labels")
     mis.add_argument(
         "--model",
@@ -596,6 +760,27 @@ def build_parser():
         type=_number(int, 0, 2**32 - 1),
         default=0,
         help="random seed of the folds and of mlp's initialisation",
+    )
+    on_dask = mis.add_argument_group(
+        "dask",
+        "for a table larger than memory: read, encode and score it on a dask cluster "
+        "(logreg only; needs skinfluence[dask])",
+    )
+    where = on_dask.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dask", action="store_true", help="run on a LocalCluster started for this command"
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on an existing cluster (tcp://host:8786)"
+    )
+    on_dask.add_argument(
+        "--workers", type=_number(int, 1), default=None, help="worker processes of --dask"
+    )
+    on_dask.add_argument(
+        "--blocksize",
+        type=_bytes,
+        default="64MB",
+        help="bytes of CSV per partition with --dask/--scheduler (default 64MB)",
     )
     mis.set_defaults(func=_mislabels)
     return parser

@@ -74,15 +74,35 @@ def _pandas():
     return pandas
 
 
-def _read_csv_text(path, text_columns, progress=None):
+def csv_header(path):
+    """The column names on a CSV file's header line, stripped; refused when empty or repeated.
+
+    Parameters
+    ----------
+    path : str
+        A UTF-8 CSV file.
+
+    Returns
+    -------
+    header : list of str
+    """
     with open(path, newline="", encoding="utf-8-sig") as fh:
         header = next(csv.reader(fh), None)
     if not header or all(not h.strip() for h in header):
         raise TableError(f"{path} is empty: expected a header line and data rows")
-    header = [h.strip() for h in header]
+    return checked_header(path, [h.strip() for h in header])
+
+
+def checked_header(path, header):
+    """``header``, refused when a name appears twice."""
     dups = sorted({h for h in header if header.count(h) > 1})
     if dups:
         raise TableError(f"{path} has duplicate column names: {', '.join(dups)}")
+    return header
+
+
+def _read_csv_text(path, text_columns, progress=None):
+    header = csv_header(path)
     pd = _pandas()
     if pd is not None:
         as_text = header if text_columns is None else [h for h in header if h in text_columns]
