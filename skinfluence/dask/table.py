@@ -19,6 +19,7 @@ as the in-memory command line), computed partition by partition:
 """
 
 import os
+import shlex
 
 import dask
 import dask.array as da
@@ -253,14 +254,16 @@ def census(parts, header, target, drop=(), *, verbose=0):
     for j, name in enumerate(names):
         seen = [p["columns"][name] for p in parts]
         if sum(s[1] for s in seen) == 0:
-            raise TableError(f"column {name!r} has no values; leave it out with --drop {name}")
+            raise TableError(
+                f"column {name!r} has no values; leave it out with --drop {shlex.quote(name)}"
+            )
         if all(s[0] == "numeric" for s in seen):
             kinds["numeric"].append(j)
             continue
         if any(s[2] is None for s in seen):
             raise TableError(
                 f"column {name!r} cannot be encoded on dask: over {MAX_LEVELS} distinct text "
-                f"values in one partition; leave it out with --drop {name}"
+                f"values in one partition; leave it out with --drop {shlex.quote(name)}"
             )
         levels = np.unique(np.concatenate([s[2] for s in seen]))
         counts = np.zeros(len(levels), dtype=np.int64)
@@ -269,7 +272,8 @@ def census(parts, header, target, drop=(), *, verbose=0):
         if len(levels) > MAX_TEXT_LEVELS and len(levels) > 0.5 * n_kept:
             raise TableError(
                 f"column {name!r} cannot be encoded: {len(levels)} distinct text values in "
-                f"{n_kept} rows (free text or an identifier); leave it out with --drop {name}"
+                f"{n_kept} rows (free text or an identifier); leave it out with "
+                f"--drop {shlex.quote(name)}"
             )
         kinds["categorical"].append(j)
         kinds["levels"][j], kinds["counts"][j] = levels, counts
@@ -527,7 +531,7 @@ def fit_preprocessor(X, table, *, verbose=0):
             if not np.isfinite(v):
                 raise TableError(
                     f"column {names[j]!r} holds values too large to scale; rescale it or "
-                    f"leave it out with --drop {names[j]}"
+                    f"leave it out with --drop {shlex.quote(names[j])}"
                 )
         eps = np.finfo(np.float64).eps
         constant = var <= n * eps * var + (n * mean * eps) ** 2
