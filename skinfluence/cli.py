@@ -779,8 +779,9 @@ def build_parser():
     on_dask.add_argument(
         "--blocksize",
         type=_bytes,
-        default="64MB",
-        help="bytes of CSV per partition with --dask/--scheduler (default 64MB)",
+        default="16MB",
+        help="bytes of CSV per partition with --dask/--scheduler (default 16MB: a "
+        "partition's encoded rows take several times its text)",
     )
     mis.set_defaults(func=_mislabels)
     return parser

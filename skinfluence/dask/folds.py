@@ -1,5 +1,6 @@
 """Cross-fitted losses on dask data: stratified folds from chunk counts, fold models by Newton."""
 
+import dask
 import dask.array as da
 import numpy as np
 from dask import delayed
@@ -119,6 +120,8 @@ def cross_fitted(adapter, cv, *, damping=0.0, random_state=None):
         ``held_out``, ``fold_loo_mean`` (lazy ``(n_train,)``) and ``held_out_proba``
         (lazy ``(n_train, n_classes)``), as in
         :func:`skinfluence.crossfit.cross_fitted_losses`; and ``folds``, each row's fold.
+        They are persisted: held by the workers under a distributed client, computed
+        into memory under the local schedulers.
     """
     from skinfluence.solvers import make_solver
 
@@ -141,9 +144,12 @@ def cross_fitted(adapter, cv, *, damping=0.0, random_state=None):
         held_out = da.where(out_k, loss_k, 0.0 if held_out is None else held_out)
         proba = da.where(out_k[:, None], proba_k, 0.0 if proba is None else proba)
         loo_sum = loo_k if loo_sum is None else loo_sum + loo_k
+    # held by the workers (a few numbers a row): every score and the flagged set read
+    # them, and would otherwise recompute each fold's losses and leave-one-out terms
+    held_out, loo_mean, proba, folds = dask.persist(held_out, loo_sum / cv, proba, folds)
     return {
         "held_out": held_out,
-        "fold_loo_mean": loo_sum / cv,
+        "fold_loo_mean": loo_mean,
         "held_out_proba": proba,
         "folds": folds,
     }
