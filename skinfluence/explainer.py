@@ -34,7 +34,7 @@ from skinfluence.constraints import (
     check_params,
 )
 from skinfluence.indexing import as_indices, take_rows
-from skinfluence.models import SUPPORTED_LINEAR, check_supported, make_adapter
+from skinfluence.models import SUPPORTED_LINEAR, check_supported, final_step, make_adapter
 from skinfluence.models.base import as_target_array
 from skinfluence.solvers import SOLVERS, HessianSolver, auto_choice, make_solver
 
@@ -425,8 +425,12 @@ HessianSolver, default="auto"
     def _fit_dask(self, inner, X, y, sample_weight, fit_params):
         """``fit`` for dask data: the training rows stay on the workers."""
         dask_path = _dask_module("dask data")
-        dask_path.check_model(inner)
-        if fit_params:
+        is_net = dask_path.is_net(inner)
+        if is_net:
+            self._check_dask_net(inner)
+        else:
+            dask_path.check_model(inner)
+        if fit_params and not is_net:
             raise ValueError(
                 f"With dask data the explainer fits the model itself; the fit parameters "
                 f"{sorted(fit_params)} cannot be routed to it. Fit without them."
@@ -440,7 +444,21 @@ HessianSolver, default="auto"
         blocking = self._blocking()
         options = {"blocking": blocking, "verbose": self.verbose}
         adapter = None
-        if not self._is_frozen():
+        advice = "pass polish=True to take Newton steps to it on the cluster"
+        if is_net:
+            model, advice = inner, "train the net further (more epochs, a smaller step)"
+            adapter = dask_path.DaskTorchAdapter(
+                inner,
+                X,
+                y,
+                sample_weight,
+                params=self.params,
+                hessian=self.hessian,
+                dtype=self.dtype,
+                device=self.device,
+                **options,
+            )
+        elif not self._is_frozen():
             model, _, adapter = dask_path.newton_fit(
                 inner, X, y, sample_weight, **options, return_adapter=True
             )
@@ -465,8 +483,7 @@ HessianSolver, default="auto"
             warnings.warn(
                 f"The fitted parameters are not a stationary point of the training "
                 f"objective: ||grad R|| is {ratio:.3g} times the typical per-sample gradient "
-                "norm. Influence functions assume an optimum; pass polish=True to take "
-                "Newton steps to it on the cluster.",
+                f"norm. Influence functions assume an optimum; {advice}.",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -488,6 +505,33 @@ HessianSolver, default="auto"
             self.feature_names_in_ = np.asarray(names, dtype=object)
         self._set_fitted_attributes(adapter, solver)
         return self
+
+    def _check_dask_net(self, inner):
+        """Refuse what the dask path does not do with a skorch net: train it, and more."""
+        name = type(final_step(inner)).__name__
+        if not self._is_frozen():
+            fitted = "fitted" if _is_fitted(inner) else "not fitted"
+            raise (ValueError if fitted == "fitted" else NotFittedError)(
+                f"With dask data the explainer does not train a net, and this {name} is passed "
+                f"unfrozen ({fitted}), which asks the explainer to fit it. Fit the net first "
+                "(on the data it is to explain) and pass it as FrozenEstimator(net), which is "
+                "explained as it is."
+            )
+        if not _is_fitted(inner):
+            raise NotFittedError(
+                f"The {name} inside FrozenEstimator is not fitted: fit it first (on the data "
+                "it is to explain); the explainer does not train nets on dask data."
+            )
+        if self.polish:
+            raise ValueError(
+                "polish=True takes Newton steps for a LogisticRegression; a frozen net on dask "
+                "data is explained as it is fitted. Pass polish=False."
+            )
+        if self.hessian_samples is not None:
+            raise ValueError(
+                f"hessian_samples={self.hessian_samples!r}: with dask data the Hessian is the "
+                "full reduction over the row chunks; pass hessian_samples=None."
+            )
 
     def _on_dask(self):
         return getattr(getattr(self, "_adapter", None), "on_dask", False)
@@ -1175,6 +1219,13 @@ HessianSolver, default="auto"
         check_is_fitted(self)
         cv = crossfit.check_n_folds(cv)
         if self._on_dask():
+            if self.model_family_ == "torch":  # fold models would be refits of the net
+                raise NotImplementedError(
+                    "Cross-fitted scores refit the model on folds, and the explainer does not "
+                    "train nets on dask data. Use a score without refits: method="
+                    "'self_influence', 'loss', 'grad_norm', 'loo_loss' or 'alo_loss' (and "
+                    "find_mislabeled with k or fraction)."
+                )
             if cv not in self._cross_fitted_cache:
                 self._cross_fitted_cache[cv] = _dask_module("dask data").cross_fitted(
                     self._adapter, cv, damping=self.damping_, random_state=self.random_state
@@ -1506,6 +1557,14 @@ _FIT_STATE = (
 def _is_dask(x):
     """Whether ``x`` is a dask collection (checked without importing dask)."""
     return callable(getattr(type(x), "__dask_graph__", None))
+
+
+def _is_fitted(model):
+    try:
+        check_is_fitted(final_step(model))
+    except NotFittedError:
+        return False
+    return True
 
 
 def _dask_module(what):

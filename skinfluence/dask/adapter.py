@@ -11,7 +11,7 @@ from dask import delayed
 from sklearn.linear_model import LogisticRegression
 
 from skinfluence import compute, removal
-from skinfluence.models.base import ModelAdapter
+from skinfluence.models.base import ModelAdapter, split_pipeline
 from skinfluence.models.linear import LinearAdapter, _class_weights
 
 #: Partial results combined per task of a tree reduction.
@@ -96,21 +96,38 @@ def aligned(v, row_chunks, name):
 
 
 def check_model(model):
-    """Raise unless ``model`` is a LogisticRegression (what the dask path explains)."""
+    """Raise unless ``model`` is a LogisticRegression (what the linear dask path explains)."""
     if not isinstance(model, LogisticRegression):
         raise TypeError(
             f"With dask data, InfluenceExplainer explains a LogisticRegression (L2 or no "
-            f"penalty), got {type(model).__name__}: its objective is a map-reduce over the "
-            "row chunks. Compute the data into memory (X.compute()) for other models."
+            f"penalty) or a fitted skorch net, got {type(model).__name__}: their objectives "
+            "are map-reduces over the row chunks. Compute the data into memory (X.compute()) "
+            "for other models."
         )
 
 
+def is_net(model):
+    """Whether ``model`` is a skorch net, or a Pipeline ending in one (the torch path's).
+
+    Checked without importing torch or skorch (see :mod:`skinfluence.models.torch_detect`).
+    """
+    from skinfluence.models.torch_detect import is_skorch_net
+
+    return is_skorch_net(split_pipeline(model)[1])
+
+
 # -- tasks (module level: they travel to the workers by reference) ---------------------
-def _weights(tpl, labels, w):
-    """Each row's objective weight ``s_i``: its sample weight times its class weight."""
-    s = np.ones(len(labels)) if w is None else np.asarray(w, dtype=np.float64)
+def checked_weights(w, n):
+    """A chunk's sample weights as float64 (ones for None); raise on a bad one."""
+    s = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
     if not (np.isfinite(s).all() and (s >= 0).all()):
         raise ValueError("sample_weight holds negative, NaN or infinite values.")
+    return s
+
+
+def _weights(tpl, labels, w):
+    """Each row's objective weight ``s_i``: its sample weight times its class weight."""
+    s = checked_weights(w, len(labels))
     if tpl.class_weight_values is not None:
         s = s * tpl.class_weight_values[labels]
     return s
@@ -202,8 +219,9 @@ def _influence_rows(tpl, X, y, w, M):
     return compute.check_finite(a.gradients_dot(a.train_data, M), "The influence values")
 
 
-def _top_k(tpl, X, y, w, M, k, col0):
-    block = _influence_rows(tpl, X, y, w, M).T
+def _top_k(tpl, X, y, w, M, k, col0, rows=_influence_rows):
+    """The chunk's best ``k`` per test point of ``rows(tpl, X, y, w, M).T``."""
+    block = rows(tpl, X, y, w, M).T
     lo, hi = compute._RunningTopK(k, largest=False), compute._RunningTopK(k, largest=True)
     lo.update(block, col0)
     hi.update(block, col0)
@@ -255,38 +273,20 @@ class _Factor:
         return self.W @ (self.W.T @ B)
 
 
-# -- the adapter -----------------------------------------------------------------------
-class DaskLinearAdapter(ModelAdapter):
-    """A fitted LogisticRegression over training rows held as dask arrays.
+# -- the adapters ----------------------------------------------------------------------
+class DaskChunks(ModelAdapter):
+    """What every dask adapter shares: the training rows as chunks, and tasks over them.
 
-    Sweeps over the training set run as dask tasks, one per row chunk, on whatever
-    scheduler is active (a ``dask.distributed.Client`` included). In-memory blocks
-    (test points) are handled as the in-memory adapter handles them.
-
-    Parameters
-    ----------
-    model : LogisticRegression
-        The fitted model.
-    X : dask array or dask DataFrame of shape (n_samples, n_features)
-        The training features, chunked by rows.
-    y : dask array, dask Series or array-like of shape (n_samples,)
-        The training labels (rechunked to ``X``'s rows).
-    sample_weight : dask array, array-like or None
-        The weights the model was (or is to be) fitted with.
-    blocking : skinfluence.blocking.Blocking or None
-        The memory policy of the sweeps inside each task.
-    verbose : int, default=0
-        Show the progress of the passes it computes itself (see :func:`run`).
+    A subclass sets ``_tpl`` (the in-memory adapter that the tasks build their chunk's
+    adapter from, and that handles in-memory blocks: test points), ``blocking`` and
+    ``verbose``, and calls :meth:`_set_rows` with the training data.
     """
 
-    family_name = "linear"
     #: Training-set results are lazy dask arrays (the explainer keys on this).
     on_dask = True
 
-    def __init__(self, model, X, y, sample_weight=None, *, blocking=None, verbose=0):
-        check_model(model)
-        self.blocking = blocking
-        self.verbose = verbose
+    def _set_rows(self, X, y, sample_weight):
+        """Keep ``X`` (rows only), ``y`` and the weights aligned to its row chunks."""
         self.X = training_rows(X)
         self.row_chunks = tuple(int(c) for c in self.X.chunks[0])
         self.offsets = np.concatenate([[0], np.cumsum(self.row_chunks)]).astype(int)
@@ -301,48 +301,6 @@ class DaskLinearAdapter(ModelAdapter):
             self._ws = [None] * len(self._xs)
         else:
             self._ws = list(self.sample_weight.to_delayed(optimize_graph=False).ravel())
-        self._total_weight, self._class_weight_values = self._objective_weight(model)
-        if not self._total_weight > 0:
-            raise ValueError("The sample weights sum to zero: there is no objective.")
-        self._set_model(model)
-
-    def _objective_weight(self, model):
-        """``(S, class weights or None)``: the objective's total weight.
-
-        Without class weights ``S`` is the number of rows or the sum of the sample
-        weights (no pass over ``X`` or ``y``); with them, one pass over the labels
-        counts each class and applies LogisticRegression's own rule to the (weighted)
-        counts, one observation per class.
-        """
-        if model.class_weight is None:
-            if self.sample_weight is None:
-                return float(self.n_train), None
-            (total,) = run(self.sample_weight.sum(), desc="sum of weights", verbose=self.verbose)
-            return float(total), None
-        tpl = LinearAdapter.template(model, 1.0, blocking=self.blocking)
-        counts = self._reduce(_class_counts, tpl=tpl, with_x=False)
-        weights = _class_weights(model, tpl.classes_, counts)
-        return float(counts @ weights), weights
-
-    def _set_model(self, model):
-        self._tpl = LinearAdapter.template(model, self._total_weight, blocking=self.blocking)
-        self._tpl.class_weight_values = self._class_weight_values
-        for name in ("n_params", "theta", "classes_", "lam", "penalty_mask", "n_features"):
-            setattr(self, name, getattr(self._tpl, name))
-        self.model = model
-        self._hessian = None
-
-    def with_model(self, model, hessian=None):
-        """This adapter for another fit of the same model class on the same data and weights.
-
-        The total weight and the class weights are kept, so no pass is needed;
-        ``hessian``, the objective's Hessian at ``model``'s parameters when the caller
-        has it, is kept for :meth:`hessian`.
-        """
-        view = copy.copy(self)
-        view._set_model(model)
-        view._hessian = None if hessian is None else np.array(hessian, dtype=np.float64)
-        return view
 
     # -- scheduling --------------------------------------------------------------
     def _tasks(self, func, *shared, tpl=None, with_x=True):
@@ -379,89 +337,11 @@ class DaskLinearAdapter(ModelAdapter):
             axis=0,
         )
 
-    # -- the ModelAdapter interface: training sweeps as reductions ------------------
-    def objective_gradient(self):
-        return self.stationarity_terms()[0]
-
-    def stationarity_terms(self):
-        """``(gradient of the objective, sum_i w_i ||g_i||^2)`` in one pass over the chunks.
-
-        The same pass forms the Hessian, kept for :meth:`hessian` (the solver's fit),
-        unless it is known already (handed on by the Newton fit).
-        """
-        if self._hessian is not None:
-            g, sq = self._reduce(_gradient_terms)
-        else:
-            g, sq, H = self._reduce(_fit_terms)
-            H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
-            self._hessian = H
-        return g + self.lam * self.penalty_mask * self.theta, sq
-
-    def stationarity(self):
-        """``||grad R||`` relative to the RMS per-sample gradient norm, as
-        :func:`skinfluence.compute.stationarity` measures it, in one pass."""
-        g, mean_sq_norm = self.stationarity_terms()
-        scale = float(np.sqrt(mean_sq_norm))
-        return float(np.linalg.norm(g)) / scale if scale > 0 else 0.0
-
-    def hessian(self):
-        if self._hessian is None:
-            H = self._reduce(_data_hessian)
-            H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
-            self._hessian = H
-        return self._hessian.copy()
-
-    def hvp(self, V, indices=None):
-        if indices is not None:
-            raise ValueError("Mini-batch Hessians of dask data are not supported.")
-        V = np.asarray(V, dtype=np.float64)
-        out = self._reduce(_hvp, V)
-        return out + (self.lam * self.penalty_mask).reshape((-1,) + (1,) * (V.ndim - 1)) * V
-
-    def null_space(self):
-        return self._tpl.null_space()
-
-    def parameter_labels(self, feature_names):
-        return self._tpl.parameter_labels(feature_names)
-
-    @property
-    def removal_weights(self):
-        return self._rows(_removal_weights, with_x=False)
-
-    def training_labels(self):
-        """Each training row's class position, a lazy int array ``(n_train,)``."""
-        return self._rows(_labels, dtype=np.intp, with_x=False)
-
-    # -- lazy per-row results over the training set --------------------------------
-    def training_losses(self):
-        """Per-row training losses, a lazy dask array ``(n_train,)``."""
-        return self._rows(_losses)
-
-    def training_gradient_norms(self):
-        """Per-row gradient norms, a lazy dask array ``(n_train,)``."""
-        return self._rows(_gradient_norms)
-
-    def training_self_influence(self, solver):
-        """Self-influence of every training row, a lazy dask array ``(n_train,)``."""
-        return self._rows(_self_influence, _factor(solver))
-
-    def training_self_removal(self, solver):
-        """Each row's own loss change on its removal (one Newton step), lazy ``(n_train,)``."""
-        return self._rows(_self_removal, _factor(solver))
-
-    def influence(self, solver, test_data):
-        """``I_up,loss`` ``(n_test, n_train)``: a lazy dask array chunked by training rows."""
-        M = self._test_products(solver, test_data)
-        rows = self._rows(_influence_rows, M, tail=(M.shape[1],))
-        return rows.T
-
-    def top_k(self, solver, test_data, k):
-        """``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each ``(n_test, k)``.
-
-        Each chunk's best ``k`` per test point, merged by a tree reduction.
-        """
-        tpl, M = delayed(self._tpl), delayed(self._test_products(solver, test_data))
-        f = delayed(_top_k, pure=True)
+    def _merged_top_k(self, rows, M, k):
+        """Each chunk's best ``k`` of ``rows(tpl, X, y, w, M).T`` per test point, merged
+        by a tree reduction; ``M`` and the template enter the graph once each."""
+        tpl, M = delayed(self._tpl), delayed(M)
+        f = delayed(functools.partial(_top_k, rows=rows), pure=True)
         parts = [
             f(tpl, x, y, w, M, k, int(c0))
             for x, y, w, c0 in zip(self._xs, self._ys, self._ws, self.offsets[:-1], strict=True)
@@ -473,9 +353,11 @@ class DaskLinearAdapter(ModelAdapter):
         )
         return out
 
-    def _test_products(self, solver, test_data):
-        A = compute.solved_test_gradients(self._tpl, solver, test_data)
-        return np.ascontiguousarray(-A.T)
+    def null_space(self):
+        return self._tpl.null_space()
+
+    def parameter_labels(self, feature_names):
+        return self._tpl.parameter_labels(feature_names)
 
     # -- in-memory blocks (test points): the in-memory adapter's own methods ---------
     def prepare(self, X, y):
@@ -525,6 +407,161 @@ class DaskLinearAdapter(ModelAdapter):
 
     def retrained_losses(self, test_data, weights, **options):
         raise NotImplementedError("Retraining on dask data is not supported.")
+
+
+class DaskLinearAdapter(DaskChunks):
+    """A fitted LogisticRegression over training rows held as dask arrays.
+
+    Sweeps over the training set run as dask tasks, one per row chunk, on whatever
+    scheduler is active (a ``dask.distributed.Client`` included). In-memory blocks
+    (test points) are handled as the in-memory adapter handles them.
+
+    Parameters
+    ----------
+    model : LogisticRegression
+        The fitted model.
+    X : dask array or dask DataFrame of shape (n_samples, n_features)
+        The training features, chunked by rows.
+    y : dask array, dask Series or array-like of shape (n_samples,)
+        The training labels (rechunked to ``X``'s rows).
+    sample_weight : dask array, array-like or None
+        The weights the model was (or is to be) fitted with.
+    blocking : skinfluence.blocking.Blocking or None
+        The memory policy of the sweeps inside each task.
+    verbose : int, default=0
+        Show the progress of the passes it computes itself (see :func:`run`).
+    """
+
+    family_name = "linear"
+
+    def __init__(self, model, X, y, sample_weight=None, *, blocking=None, verbose=0):
+        check_model(model)
+        self.blocking = blocking
+        self.verbose = verbose
+        self._set_rows(X, y, sample_weight)
+        self._total_weight, self._class_weight_values = self._objective_weight(model)
+        if not self._total_weight > 0:
+            raise ValueError("The sample weights sum to zero: there is no objective.")
+        self._set_model(model)
+
+    def _objective_weight(self, model):
+        """``(S, class weights or None)``: the objective's total weight.
+
+        Without class weights ``S`` is the number of rows or the sum of the sample
+        weights (no pass over ``X`` or ``y``); with them, one pass over the labels
+        counts each class and applies LogisticRegression's own rule to the (weighted)
+        counts, one observation per class.
+        """
+        if model.class_weight is None:
+            if self.sample_weight is None:
+                return float(self.n_train), None
+            (total,) = run(self.sample_weight.sum(), desc="sum of weights", verbose=self.verbose)
+            return float(total), None
+        tpl = LinearAdapter.template(model, 1.0, blocking=self.blocking)
+        counts = self._reduce(_class_counts, tpl=tpl, with_x=False)
+        weights = _class_weights(model, tpl.classes_, counts)
+        return float(counts @ weights), weights
+
+    def _set_model(self, model):
+        self._tpl = LinearAdapter.template(model, self._total_weight, blocking=self.blocking)
+        self._tpl.class_weight_values = self._class_weight_values
+        for name in ("n_params", "theta", "classes_", "lam", "penalty_mask", "n_features"):
+            setattr(self, name, getattr(self._tpl, name))
+        self.model = model
+        self._hessian = None
+
+    def with_model(self, model, hessian=None):
+        """This adapter for another fit of the same model class on the same data and weights.
+
+        The total weight and the class weights are kept, so no pass is needed;
+        ``hessian``, the objective's Hessian at ``model``'s parameters when the caller
+        has it, is kept for :meth:`hessian`.
+        """
+        view = copy.copy(self)
+        view._set_model(model)
+        view._hessian = None if hessian is None else np.array(hessian, dtype=np.float64)
+        return view
+
+    # -- the ModelAdapter interface: training sweeps as reductions ------------------
+    def objective_gradient(self):
+        return self.stationarity_terms()[0]
+
+    def stationarity_terms(self):
+        """``(gradient of the objective, sum_i w_i ||g_i||^2)`` in one pass over the chunks.
+
+        The same pass forms the Hessian, kept for :meth:`hessian` (the solver's fit),
+        unless it is known already (handed on by the Newton fit).
+        """
+        if self._hessian is not None:
+            g, sq = self._reduce(_gradient_terms)
+        else:
+            g, sq, H = self._reduce(_fit_terms)
+            H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
+            self._hessian = H
+        return g + self.lam * self.penalty_mask * self.theta, sq
+
+    def stationarity(self):
+        """``||grad R||`` relative to the RMS per-sample gradient norm, as
+        :func:`skinfluence.compute.stationarity` measures it, in one pass."""
+        g, mean_sq_norm = self.stationarity_terms()
+        scale = float(np.sqrt(mean_sq_norm))
+        return float(np.linalg.norm(g)) / scale if scale > 0 else 0.0
+
+    def hessian(self):
+        if self._hessian is None:
+            H = self._reduce(_data_hessian)
+            H[np.diag_indices_from(H)] += self.lam * self.penalty_mask
+            self._hessian = H
+        return self._hessian.copy()
+
+    def hvp(self, V, indices=None):
+        if indices is not None:
+            raise ValueError("Mini-batch Hessians of dask data are not supported.")
+        V = np.asarray(V, dtype=np.float64)
+        out = self._reduce(_hvp, V)
+        return out + (self.lam * self.penalty_mask).reshape((-1,) + (1,) * (V.ndim - 1)) * V
+
+    @property
+    def removal_weights(self):
+        return self._rows(_removal_weights, with_x=False)
+
+    def training_labels(self):
+        """Each training row's class position, a lazy int array ``(n_train,)``."""
+        return self._rows(_labels, dtype=np.intp, with_x=False)
+
+    # -- lazy per-row results over the training set --------------------------------
+    def training_losses(self):
+        """Per-row training losses, a lazy dask array ``(n_train,)``."""
+        return self._rows(_losses)
+
+    def training_gradient_norms(self):
+        """Per-row gradient norms, a lazy dask array ``(n_train,)``."""
+        return self._rows(_gradient_norms)
+
+    def training_self_influence(self, solver):
+        """Self-influence of every training row, a lazy dask array ``(n_train,)``."""
+        return self._rows(_self_influence, _factor(solver))
+
+    def training_self_removal(self, solver):
+        """Each row's own loss change on its removal (one Newton step), lazy ``(n_train,)``."""
+        return self._rows(_self_removal, _factor(solver))
+
+    def influence(self, solver, test_data):
+        """``I_up,loss`` ``(n_test, n_train)``: a lazy dask array chunked by training rows."""
+        M = self._test_products(solver, test_data)
+        rows = self._rows(_influence_rows, M, tail=(M.shape[1],))
+        return rows.T
+
+    def top_k(self, solver, test_data, k):
+        """``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each ``(n_test, k)``.
+
+        Each chunk's best ``k`` per test point, merged by a tree reduction.
+        """
+        return self._merged_top_k(_influence_rows, self._test_products(solver, test_data), k)
+
+    def _test_products(self, solver, test_data):
+        A = compute.solved_test_gradients(self._tpl, solver, test_data)
+        return np.ascontiguousarray(-A.T)
 
 
 def _factor(solver):

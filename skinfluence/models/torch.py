@@ -145,26 +145,13 @@ class TorchAdapter(ModelAdapter):
         blocking=None,
         copy_X=True,
     ):
-        self.transform, net = split_pipeline(estimator)
-        if not getattr(net, "initialized_", False):
-            raise NotFittedError(f"The {type(net).__name__} is not initialized: fit it first.")
-        if hessian not in HESSIAN_KINDS:
-            raise ValueError(f"hessian must be one of {HESSIAN_KINDS}, got {hessian!r}.")
-        self.net = net
-        self.hessian_kind = hessian
-        self.blocking = blocking
-        self._setup_params(params, dtype, device)
-        mro = [c.__name__ for c in type(net).__mro__]
-        self._binary = "NeuralNetBinaryClassifier" in mro
-        self._classifier = "NeuralNetClassifier" in mro
-        self.classes_ = self._classes()
+        self._setup_net(estimator, params, hessian, dtype, device, blocking)
         self._train = self.prepare(X, y)
         if copy_X:  # torch.as_tensor shares memory with a matching numpy array
             self._train = _Block(self._train.X.clone(), self._train.y.clone())
         n = self.n_samples(self._train)
         self.n_train = n
-        s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
-        s = s * self._class_weights(self._train.y)
+        s = self._sample_weights(self._train, sample_weight)
         S = s.sum()
         if not S > 0:
             raise ValueError("The sample weights sum to zero: there is no objective.")
@@ -181,10 +168,117 @@ class TorchAdapter(ModelAdapter):
 
     @property
     def module(self):
-        """The net's module (a property, so that pickling goes through skorch)."""
-        return self.net.module_
+        """The net's module (a property, so that pickling goes through skorch).
+
+        A block view (:meth:`on_block`) has a module of its own: ``functional_call``
+        swaps a module's parameters for the duration of a call, and ``_eval_mode``
+        flips its training flag, so a module shared between a dask worker's threads
+        (tasks, and the pickling of the template for another worker) would be seen
+        mid-swap.
+        """
+        own = self.__dict__.get("_own_module")
+        return self.net.module_ if own is None else own
+
+    # -- training rows held elsewhere (skinfluence.dask) ---------------------------
+    @classmethod
+    def template(
+        cls, estimator, *, params=None, hessian="exact", dtype=None, device=None, blocking=None
+    ):
+        """The adapter of a fitted net without training rows, for rows held elsewhere.
+
+        What needs no data is set up as :class:`TorchAdapter` sets it up (the
+        parameters, device, dtype, classes); :meth:`set_objective` then fixes the
+        whole objective's total weight and reduction, and :meth:`on_block` gives
+        adapters over pieces of the training set (a dask chunk each).
+
+        Parameters
+        ----------
+        estimator : skorch.NeuralNet or Pipeline ending in one
+            The fitted (initialised) net.
+        params, hessian, dtype, device, blocking
+            As for :class:`TorchAdapter`.
+
+        Returns
+        -------
+        template : TorchAdapter
+            An adapter with no training rows (``train_data`` is None).
+        """
+        self = cls.__new__(cls)
+        self._setup_net(estimator, params, hessian, dtype, device, blocking)
+        self._train, self.n_train, self._hessian_idx, self._reduction = None, 0, None, None
+        self.total_weight = None  # set_objective fixes it
+        self.removal_weights = np.empty(0)
+        self._w = torch.zeros(0, dtype=self.dtype, device=self.device)
+        self.lam = np.zeros(self.n_params)
+        self._lam_t = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
+        return self
+
+    def set_objective(self, total_weight, reduction):
+        """Fix the whole objective's total weight ``S`` and the net's reduction.
+
+        ``reduction`` is ``"mean"`` or ``"sum"``, as the net reduces a batch's
+        losses (what :class:`TorchAdapter` checks on its rows); the L2 strengths
+        follow from both, as in :class:`TorchAdapter` (which warns, as it does,
+        about AdamW's decay and about a net whose ``train_split`` held rows out).
+        """
+        self._reduction = reduction
+        self.total_weight = float(total_weight)
+        self.lam = self._l2_strengths(self.total_weight)
+        self._lam_t = torch.as_tensor(self.lam, dtype=self.dtype, device=self.device)
+        self._warn_about_training_split()
+
+    def on_block(self, data, sample_weight=None, *, total_weight=None, penalty=True):
+        """This adapter over the prepared rows ``data``, as a share of the whole objective.
+
+        Each row's objective weight is ``s_i / S``: ``s_i`` its sample weight times
+        the criterion's class weight, ``S`` the whole objective's total weight
+        (``total_weight``, default the one :meth:`set_objective` fixed), so that the
+        block's sums are its share of the whole objective's. The penalty is the
+        whole objective's, or none with ``penalty=False`` (the block's data term
+        alone: what a sum over blocks adds once).
+        """
+        s = self._sample_weights(data, sample_weight)
+        view = copy.copy(self)
+        # the parameters and buffers come from _params and _consts at every call: the
+        # copy's own tensors are never read, it is only what functional_call swaps into
+        view._own_module = copy.deepcopy(self.net.module_)
+        if not penalty:
+            view.lam = np.zeros(self.n_params)
+            view._lam_t = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
+        view._train = data
+        view.n_train = self.n_samples(data)
+        S = self.total_weight if total_weight is None else float(total_weight)
+        view.removal_weights = s / S
+        view._w = torch.as_tensor(view.removal_weights, dtype=self.dtype, device=self.device)
+        view._hessian_idx = None
+        return view
+
+    def _sample_weights(self, data, sample_weight):
+        n = self.n_samples(data)
+        s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        return s * self._class_weights(data.y)
+
+    def check_reduction(self):
+        """``"mean"`` or ``"sum"``: how the net reduces its rows' losses (else raise)."""
+        return self._check_decomposable()
 
     # -- setup -------------------------------------------------------------------
+    def _setup_net(self, estimator, params, hessian, dtype, device, blocking):
+        """What needs the net only: its parameters, device, dtype and classes."""
+        self.transform, net = split_pipeline(estimator)
+        if not getattr(net, "initialized_", False):
+            raise NotFittedError(f"The {type(net).__name__} is not initialized: fit it first.")
+        if hessian not in HESSIAN_KINDS:
+            raise ValueError(f"hessian must be one of {HESSIAN_KINDS}, got {hessian!r}.")
+        self.net = net
+        self.hessian_kind = hessian
+        self.blocking = blocking
+        self._setup_params(params, dtype, device)
+        mro = [c.__name__ for c in type(net).__mro__]
+        self._binary = "NeuralNetBinaryClassifier" in mro
+        self._classifier = "NeuralNetClassifier" in mro
+        self.classes_ = self._classes()
+
     def _setup_params(self, params, dtype, device):
         module = self.module
         named = dict(module.named_parameters())
@@ -888,11 +982,13 @@ class TorchAdapter(ModelAdapter):
     def __getstate__(self):
         # tensors travel on the CPU, so an explainer fitted on a GPU unpickles anywhere
         state = self.__dict__.copy()
+        state.pop("_own_module", None)  # a block view's: rebuilt by on_block where needed
         for key in ("_params", "_consts"):
             state[key] = {n: t.cpu() for n, t in state[key].items()}
         for key in ("_w", "_lam_t"):
             state[key] = state[key].cpu()
-        state["_train"] = _Block(self._train.X.cpu(), self._train.y.cpu())
+        if self._train is not None:  # a template (on_block) has no rows
+            state["_train"] = _Block(self._train.X.cpu(), self._train.y.cpu())
         state["device"] = str(self.device)
         return state
 
@@ -905,4 +1001,5 @@ class TorchAdapter(ModelAdapter):
         for key in ("_params", "_consts"):
             setattr(self, key, {n: t.to(device) for n, t in getattr(self, key).items()})
         self._w, self._lam_t = self._w.to(device), self._lam_t.to(device)
-        self._train = _Block(self._train.X.to(device), self._train.y.to(device))
+        if self._train is not None:
+            self._train = _Block(self._train.X.to(device), self._train.y.to(device))
