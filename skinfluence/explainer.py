@@ -1312,9 +1312,10 @@ HessianSolver, default="auto"
 
         With neither ``k`` nor ``fraction`` the set sizes itself (classifiers):
         from the ``cv``-fold cross-fitted class probabilities, confident learning
-        estimates how many points of each class carry a wrong label; that many
-        of the class's most suspicious points by ``method`` are taken, and those
-        the cross-fitted model predicts as another class are returned. See
+        counts how many points of each class to flag (as many as cleanlab's
+        ``find_label_issues`` flags there), and that many of the class's most
+        suspicious points by ``method``, among those the cross-fitted model
+        predicts as another class, are returned. See
         :func:`skinfluence.mislabel.flag_mislabeled` for the rule, and the
         "Mislabel detection" page for its precision and recall on real tables
         next to cleanlab's ``find_label_issues``. Pass ``fraction=1.0`` for every

@@ -184,15 +184,22 @@ def _as_float_triplet(*arrays):
     return out
 
 
+#: Probabilities within this of a class threshold count as reaching it (cleanlab's
+#: tolerance, so that the counts below are the reference implementation's).
+THRESHOLD_TOLERANCE = 1e-6
+
+
 def confident_joint(labels, proba):
     """Confident-learning counts of given label against the confidently predicted class.
 
     With ``t_j`` the mean predicted probability of class ``j`` over the points
     labelled ``j`` (a per-class threshold), a point labelled ``i`` whose predicted
-    probability reaches the threshold for at least one class is counted in row
-    ``i``, column ``j``: the class with the largest probability among those at or
-    above their thresholds. Points above no threshold are not counted (Northcutt,
-    Jiang and Chuang, "Confident learning", JAIR 2021, eq. 1).
+    probability reaches the threshold (less :data:`THRESHOLD_TOLERANCE`) for at
+    least one class is counted in row ``i``, column ``j``: that class when it is the
+    only one reached, the point's most probable class when several are (as cleanlab's
+    ``compute_confident_joint`` counts; Northcutt, Jiang and Chuang, "Confident
+    learning", JAIR 2021, eq. 1, takes the most probable of the classes reached).
+    Points above no threshold are not counted.
 
     Parameters
     ----------
@@ -211,17 +218,35 @@ def confident_joint(labels, proba):
     """
     labels, proba = _labels_and_proba(labels, proba)
     k = proba.shape[1]
-    present = np.bincount(labels, minlength=k) > 0
-    thresholds = np.full(k, np.inf)  # a class nobody is labelled with is never confident
-    for j in np.flatnonzero(present):
-        thresholds[j] = proba[labels == j, j].mean()
-    above = proba >= thresholds
-    masked = np.where(above, proba, -np.inf)
-    confident = np.where(above.any(axis=1), masked.argmax(axis=1), -1)
+    thresholds = class_thresholds(labels, proba)
+    confident = confident_classes(proba, thresholds)
     counted = confident >= 0
     joint = np.zeros((k, k), dtype=int)
     np.add.at(joint, (labels[counted], confident[counted]), 1)
     return joint, confident
+
+
+def class_thresholds(labels, proba):
+    """Each class's mean predicted probability over the points labelled with it
+    (``inf`` for a class nobody is labelled with: it is never confident)."""
+    k = proba.shape[1]
+    sums = np.zeros(k)
+    np.add.at(sums, labels, proba[np.arange(len(labels)), labels])
+    counts = np.bincount(labels, minlength=k)
+    return np.divide(sums, counts, out=np.full(k, np.inf), where=counts > 0)
+
+
+def confident_classes(proba, thresholds):
+    """Each point's confident class (see :func:`confident_joint`), ``-1`` for none.
+
+    ``proba`` may be a numpy or a dask array (the result is of the same kind).
+    """
+    above = proba >= thresholds[None, :] - THRESHOLD_TOLERANCE
+    n_above = above.sum(axis=1)
+    # np.where dispatches to dask.array.where for dask arrays (__array_function__)
+    return np.where(
+        n_above > 1, proba.argmax(axis=1), np.where(n_above == 1, above.argmax(axis=1), -1)
+    )
 
 
 def estimate_n_errors(labels, proba):
@@ -261,19 +286,119 @@ def _wrong_per_class_from(joint, counts):
     return counts * (1.0 - kept)
 
 
+#: A point whose given label's probability is within this of the largest counts as
+#: predicted as its given label (cleanlab's tolerance for the same test).
+PREDICTION_TOLERANCE = 1e-6
+
+
+def calibrated_joint(joint, counts):
+    """The confident joint with each row rescaled to its class count, in integers.
+
+    Row ``i`` of ``joint`` (:func:`confident_joint`) is scaled to sum to
+    ``counts[i]`` (Northcutt et al., eq. 2) and rounded to integers that keep that
+    sum: each cell rounded to nearest, then the cells whose rounding lost the most
+    (or, when the row came out too large, gained the most; of equal ones the later
+    class) moved by one until the row adds up. The diagonal counts at least one
+    first, so a row with no counted point keeps all its points on the diagonal.
+
+    Parameters
+    ----------
+    joint : ndarray of int, shape (n_classes, n_classes)
+        Given label (rows) against confident class (columns).
+    counts : ndarray of int, shape (n_classes,)
+        The number of points with each given label.
+
+    Returns
+    -------
+    calibrated : ndarray of int, shape (n_classes, n_classes)
+        Rows summing to ``counts``.
+    """
+    joint = np.array(joint, dtype=float)
+    counts = np.asarray(counts)
+    # every class keeps at least one point on its diagonal (as cleanlab counts)
+    np.fill_diagonal(joint, np.maximum(np.diag(joint), 1.0))
+    out = np.zeros(joint.shape, dtype=int)
+    for i, row in enumerate(joint):
+        total = row.sum()
+        exact = row * counts[i] / total
+        ints = np.rint(exact)
+        short = int(counts[i] - ints.sum())
+        gap = exact - ints
+        # equal gaps: the later class moves first (the order cleanlab rounds in)
+        if short > 0:
+            ints[np.argsort(gap, kind="stable")[::-1][:short]] += 1
+        elif short < 0:
+            ints[np.argsort(-gap, kind="stable")[::-1][:-short]] -= 1
+        out[i] = ints.astype(int)
+    return out
+
+
+def predicts_other(labels, proba):
+    """Whether the out-of-sample model predicts another class than the given label.
+
+    Another class must beat the given label's probability by more than
+    :data:`PREDICTION_TOLERANCE`.
+    """
+    labels, proba = _labels_and_proba(labels, proba)
+    rows = np.arange(len(labels))
+    own = proba[rows, labels]
+    others = proba.copy()
+    others[rows, labels] = -np.inf
+    return others.max(axis=1) > own + PREDICTION_TOLERANCE
+
+
+def flag_counts(labels, proba):
+    """How many points of each given label are judged mislabeled (prune by noise rate).
+
+    For each off-diagonal cell ``(i, j)`` of the calibrated confident joint
+    (:func:`calibrated_joint`), that many points labelled ``i`` with the largest
+    margin ``p_j - p_i`` are marked (ties: the smaller index first); a point marked
+    by two cells counts once, and only points the out-of-sample model predicts as
+    another class (:func:`predicts_other`) count. This is the number of points per
+    class that cleanlab's ``find_label_issues`` (``filter_by="prune_by_noise_rate"``)
+    flags on the same probabilities.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_samples,)
+        Given labels as class positions ``0 .. n_classes - 1``.
+    proba : array-like of shape (n_samples, n_classes)
+        Out-of-sample predicted probabilities.
+
+    Returns
+    -------
+    counts : ndarray of int, shape (n_classes,)
+    """
+    labels, proba = _labels_and_proba(labels, proba)
+    k = proba.shape[1]
+    class_counts = np.bincount(labels, minlength=k)
+    cells = calibrated_joint(confident_joint(labels, proba)[0], class_counts)
+    other = predicts_other(labels, proba)
+    out = np.zeros(k, dtype=int)
+    for i in range(k):
+        members = np.flatnonzero(labels == i)
+        marked = np.zeros(len(members), dtype=bool)
+        for j in np.flatnonzero(cells[i] > 0):
+            if j != i:
+                margin = proba[members, j] - proba[members, i]
+                marked[np.argsort(-margin, kind="stable")[: cells[i, j]]] = True
+        out[i] = int((marked & other[members]).sum())
+    return out
+
+
 def flag_mislabeled(labels, proba, scores):
     """The points judged mislabeled: a self-sized set, by confident learning.
 
-    For each class ``i``, the calibrated confident joint (:func:`confident_joint`,
-    rows rescaled to the class counts ``n_i``) estimates how many points labelled
-    ``i`` carry a wrong label: ``round(n_i * (1 - C[i, i] / C[i, :].sum()))``. That
-    many points labelled ``i`` are taken, most suspicious first by ``scores``, and
-    of them those the out-of-sample model predicts as another class are flagged
-    (a point its own class wins out of sample is not called mislabeled). With
-    ``scores`` the out-of-sample loss and two classes, this is the set that
-    cleanlab's ``find_label_issues`` (``filter_by="prune_by_noise_rate"``) returns
-    on the same probabilities; with more classes cleanlab prunes per off-diagonal
-    cell by margin instead, which flags a few points fewer.
+    Each class ``i`` flags :func:`flag_counts` points: as many as cleanlab's
+    ``find_label_issues`` (prune by noise rate) flags among the points labelled
+    ``i``, an estimate of how many of them carry a wrong label from the calibrated
+    confident joint of the out-of-sample probabilities (Northcutt, Jiang and
+    Chuang, "Confident learning", JAIR 2021). The points themselves are chosen by
+    ``scores``: the most suspicious points labelled ``i`` among those the
+    out-of-sample model predicts as another class (ties: the smaller index first).
+    The set is as large as cleanlab's, class by class, so it finds more wrong
+    labels exactly when ``scores`` ranks them better than cleanlab's margins; with
+    ``scores`` the out-of-sample loss and two classes it is cleanlab's set.
 
     Parameters
     ----------
@@ -293,12 +418,11 @@ def flag_mislabeled(labels, proba, scores):
     scores = np.asarray(scores, dtype=float)
     if scores.shape != labels.shape:
         raise ValueError(f"scores must have shape {labels.shape}, got {scores.shape}.")
+    other = predicts_other(labels, proba)
     flagged = np.zeros(len(labels), dtype=bool)
-    for i, wrong in enumerate(_wrong_per_class(labels, proba)):
-        n_wrong = round(float(wrong))
-        members = np.flatnonzero(labels == i)
-        flagged[members[np.argsort(-scores[members], kind="stable")[:n_wrong]]] = True
-    flagged &= proba.argmax(axis=1) != labels
+    for i, n_flag in enumerate(flag_counts(labels, proba)):
+        candidates = np.flatnonzero((labels == i) & other)
+        flagged[candidates[np.argsort(-scores[candidates], kind="stable")[:n_flag]]] = True
     return flagged
 
 

@@ -14,8 +14,10 @@ from skinfluence.mislabel import (
     all_mislabel_scores,
     alo_log_loss,
     alo_squared_loss,
+    calibrated_joint,
     confident_joint,
     estimate_n_errors,
+    flag_counts,
     flag_mislabeled,
     rank_suspects,
     resolve_method,
@@ -190,18 +192,95 @@ def test_flag_mislabeled_recovers_clear_flips_and_sizes_by_class():
         assert flagged[labels == i].sum() == np.sum(labels[flip] == i)
 
 
-def test_flag_mislabeled_takes_the_class_count_by_score_and_drops_agreeing_points():
-    labels = np.array([0] * 6 + [1] * 4)
-    proba = np.array([[0.9, 0.1]] * 4 + [[0.2, 0.8], [0.25, 0.75]] + [[0.3, 0.7]] * 4)
-    # thresholds: class 0 (3.6 + 0.2 + 0.25) / 6 = 0.675, class 1 0.7: rows 4, 5 are
-    # confidently class 1, the others confidently their own
-    joint, _ = confident_joint(labels, proba)
-    np.testing.assert_array_equal(joint, [[4, 2], [0, 4]])
-    # 2 errors in class 0; a score that ranks row 0 and row 4 first takes those two, and
-    # row 0 (predicted 0, its own label) is dropped
-    scores = np.zeros(10)
-    scores[[0, 4]] = [2.0, 1.0]
-    np.testing.assert_array_equal(np.flatnonzero(flag_mislabeled(labels, proba, scores)), [4])
+def test_flag_mislabeled_counts_by_noise_rate_and_chooses_by_score():
+    labels = np.array([0] * 8 + [1] * 4)
+    proba = np.array([[0.9, 0.1]] * 5 + [[0.1, 0.9], [0.3, 0.7], [0.45, 0.55]] + [[0.2, 0.8]] * 4)
+    # thresholds: class 0 (4.5 + 0.1 + 0.3 + 0.45) / 8 = 0.66875, class 1 0.8. Rows 0-4
+    # are confidently 0, row 5 confidently 1, rows 6 and 7 reach no threshold; rows 8-11
+    # are confidently 1
+    joint, confident = confident_joint(labels, proba)
+    np.testing.assert_array_equal(joint, [[5, 1], [0, 4]])
+    np.testing.assert_array_equal(confident, [0] * 5 + [1, -1, -1] + [1] * 4)
+    # calibrated to the class counts: [5, 1] * 8 / 6 = [6.67, 1.33] -> [7, 1]; [0, 4]
+    np.testing.assert_array_equal(calibrated_joint(joint, [8, 4]), [[7, 1], [0, 4]])
+    # cell (0, 1) marks the 1 point of class 0 with the largest p1 - p0: row 5
+    np.testing.assert_array_equal(flag_counts(labels, proba), [1, 0])
+    # which point of class 0 is flagged is the score's choice among those predicted as
+    # class 1 (rows 5, 6, 7); row 0, predicted as its own label, is never taken
+    scores = np.zeros(12)
+    scores[[0, 7, 5]] = [3.0, 2.0, 1.0]
+    np.testing.assert_array_equal(np.flatnonzero(flag_mislabeled(labels, proba, scores)), [7])
+    cv_loss = -np.log(proba[np.arange(12), labels])
+    np.testing.assert_array_equal(np.flatnonzero(flag_mislabeled(labels, proba, cv_loss)), [5])
+
+
+def _noise_rate_counts_by_loops(labels, proba):
+    """Prune by noise rate written out point by point (an independent construction)."""
+    n, k = proba.shape
+    members = [[i for i in range(n) if labels[i] == c] for c in range(k)]
+    t = [sum(proba[i, c] for i in members[c]) / len(members[c]) for c in range(k)]
+    joint = [[0] * k for _ in range(k)]
+    for i in range(n):
+        reached = [c for c in range(k) if proba[i, c] >= t[c] - 1e-6]
+        if reached:
+            best = max(range(k), key=lambda c: proba[i, c]) if len(reached) > 1 else reached[0]
+            joint[labels[i]][best] += 1
+    counts = []
+    for c in range(k):
+        joint[c][c] = max(joint[c][c], 1)
+        row = [x * len(members[c]) / sum(joint[c]) for x in joint[c]]
+        cells = [round(x) for x in row]
+        while sum(cells) < len(members[c]):  # to the largest rounding loss (no ties here)
+            j = max(range(k), key=lambda j: row[j] - cells[j])
+            cells[j] += 1
+        while sum(cells) > len(members[c]):
+            j = min(range(k), key=lambda j: row[j] - cells[j])
+            cells[j] -= 1
+        marked = set()
+        for j in range(k):
+            if j != c and cells[j] > 0:
+                by_margin = sorted(members[c], key=lambda i: (-(proba[i, j] - proba[i, c]), i))
+                marked |= set(by_margin[: cells[j]])
+        best_other = {i: max(proba[i, j] for j in range(k) if j != c) for i in marked}
+        counts.append(sum(1 for i in marked if best_other[i] > proba[i, c] + 1e-6))
+    return counts
+
+
+def _noisy_proba(k, n=300):
+    rng = np.random.default_rng(k)
+    logits = rng.normal(size=(n, k)) * 1.5
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.where(rng.random(n) < 0.8, proba.argmax(axis=1), rng.integers(0, k, n))
+    return labels, proba
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_flag_counts_match_prune_by_noise_rate_written_out(k):
+    labels, proba = _noisy_proba(k)
+    n, rng = len(labels), np.random.default_rng(0)
+    counts = flag_counts(labels, proba)
+    assert counts.sum() > 0
+    np.testing.assert_array_equal(counts, _noise_rate_counts_by_loops(labels, proba))
+    scores = rng.random(n)
+    flagged = flag_mislabeled(labels, proba, scores)
+    np.testing.assert_array_equal(np.bincount(labels[flagged], minlength=k), counts)
+    pairs = zip(proba, labels, strict=True)
+    other = np.array([np.delete(p, c).max() > p[c] + 1e-6 for p, c in pairs])
+    for c in range(k):  # the class's count, its highest scores among those predicted other
+        pool = np.flatnonzero((labels == c) & other)
+        best = pool[np.argsort(-scores[pool])[: counts[c]]]
+        np.testing.assert_array_equal(np.flatnonzero(flagged & (labels == c)), np.sort(best))
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_flag_counts_are_cleanlabs(k):
+    """The reference implementation, where it is installed (the bench extra)."""
+    cleanlab = pytest.importorskip("cleanlab.filter")
+    labels, proba = _noisy_proba(k)
+    issues = cleanlab.find_label_issues(labels, proba, n_jobs=1)
+    np.testing.assert_array_equal(
+        np.bincount(labels[issues], minlength=k), flag_counts(labels, proba)
+    )
 
 
 def test_flag_mislabeled_refuses_bad_input():
@@ -233,7 +312,8 @@ def test_find_mislabeled_sizes_itself_from_the_cross_fitted_probabilities():
     ex = InfluenceExplainer(model, random_state=3).fit(X, y_noisy)
     found = ex.find_mislabeled(method="cv_loss")
     # an independent construction: scikit-learn's own cross-validated probabilities on the
-    # same folds, and the rule of flag_mislabeled written out
+    # same folds, and confident learning's binary rule written out (with two classes and the
+    # out-of-sample loss as the score, flag_mislabeled's set is this one)
     folds = StratifiedKFold(5, shuffle=True, random_state=3)
     proba = cross_val_predict(model, X, y_noisy, cv=folds, method="predict_proba")
     own = proba[np.arange(len(y)), y_noisy]

@@ -26,39 +26,50 @@ def top_suspects(scores, k=None, fraction=None, *, verbose=0):
 def flagged_suspects(adapter, proba, scores):
     """:func:`skinfluence.mislabel.flag_mislabeled` over lazy arrays, most suspicious first.
 
-    The class thresholds and the confident joint are reductions; each class's
-    estimated number of wrong labels is then taken from its rows by a top-k over
-    the chunks, and those the out-of-sample model predicts as another class are kept.
+    The class thresholds and the confident joint are reductions; each off-diagonal
+    cell's points (the largest margins) are a top-k over the chunks, and so are each
+    class's most suspicious points among those predicted as another class. Rows tied
+    at a cut are kept in ``argtopk``'s order, where the in-memory code keeps the
+    smallest index.
     """
-    from skinfluence.mislabel import _wrong_per_class_from
+    from skinfluence.mislabel import PREDICTION_TOLERANCE, calibrated_joint, confident_classes
 
     labels = adapter.training_labels()
     K = proba.shape[1]
     onehot = labels[:, None] == da.arange(K)[None, :]
     v = adapter.verbose
+    own = (proba * onehot).sum(axis=1)
     sums, counts = run(
         (proba * onehot).sum(axis=0), onehot.sum(axis=0), desc="class thresholds", verbose=v
     )
     thresholds = np.divide(sums, counts, out=np.full(K, np.inf), where=counts > 0)
-    above = proba >= thresholds[None, :]
-    confident = da.where(above.any(axis=1), da.where(above, proba, -np.inf).argmax(axis=1), -1)
+    confident = confident_classes(proba, thresholds)
     cells = da.where(confident >= 0, labels * K + confident, K * K)
     (joint,) = run(da.bincount(cells, minlength=K * K + 1), desc="confident joint", verbose=v)
-    wrong = _wrong_per_class_from(joint[: K * K].reshape(K, K), counts)
-    other = proba.argmax(axis=1) != labels
-    picks, values = [], []
-    for i, n_wrong in enumerate(wrong):
-        n_wrong = min(round(float(n_wrong)), int(counts[i]))
-        if n_wrong == 0:
-            continue
-        masked = da.where(labels == i, scores, -np.inf)
-        idx, val = run(
-            da.argtopk(masked, n_wrong), da.topk(masked, n_wrong), desc="flagging", verbose=v
-        )
-        (kept,) = run(other[idx])
-        picks.append(idx[kept])
-        values.append(val[kept])
-    if not picks:
+    cells = calibrated_joint(joint[: K * K].reshape(K, K), counts)
+    other = da.where(onehot, -np.inf, proba).max(axis=1) > own + PREDICTION_TOLERANCE
+
+    pairs = [(i, j) for i in range(K) for j in range(K) if i != j and cells[i, j] > 0]
+    margins = [
+        da.argtopk(da.where(labels == i, proba[:, j] - own, -np.inf), int(cells[i, j]))
+        for i, j in pairs
+    ]
+    marked = run(*margins, desc="noise-rate cells", verbose=v) if pairs else []
+    by_class = {i: [] for i in range(K)}
+    for (i, _), idx in zip(pairs, marked, strict=True):
+        by_class[i].append(idx)
+    union = {i: np.unique(np.concatenate(p)) for i, p in by_class.items() if p}
+    kept = run(*[other[u] for u in union.values()]) if union else []
+    n_flag = {i: int(k.sum()) for i, k in zip(union, kept, strict=True)}
+
+    todo = [i for i, n in n_flag.items() if n > 0]
+    if not todo:
         return np.empty(0, dtype=np.intp)
-    idx, val = np.concatenate(picks), np.concatenate(values)
+    masked = {i: da.where((labels == i) & other, scores, -np.inf) for i in todo}
+    found = run(
+        *[f(masked[i], n_flag[i]) for i in todo for f in (da.argtopk, da.topk)],
+        desc="flagging",
+        verbose=v,
+    )
+    idx, val = np.concatenate(found[0::2]), np.concatenate(found[1::2])
     return np.asarray(idx[np.lexsort((idx, -val))], dtype=np.intp)
