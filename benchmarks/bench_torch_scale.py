@@ -283,11 +283,12 @@ def run_w5b(table, args):
 
     ref, info = timed(solver="direct")
     row(table, "w5b", "direct (reference)", ref, ref, info)
+    lowrank = {"preconditioner": "lowrank", "rank": 300}
     for name, params in [
-        ("cg tol 1e-8 (today)", {"tol": 1e-8}),
-        ("cg + lowrank k=300 tol 1e-8", {"tol": 1e-8, "preconditioner": "lowrank", "rank": 300}),
-        ("cg + lowrank k=300 tol 1e-4", {"tol": 1e-4, "preconditioner": "lowrank", "rank": 300}),
-        ("cg default", {}),
+        ("cg quadratic_tol=tol=1e-8 (before)", {"quadratic_tol": 1e-8}),
+        ("cg default (quadratic_tol=sqrt(tol)=1e-4)", {}),
+        ("cg + lowrank k=300 quadratic_tol=1e-8", {**lowrank, "quadratic_tol": 1e-8}),
+        ("cg + lowrank k=300 (default tols)", lowrank),
     ]:
         s, info = timed(solver="cg", solver_params=params or None)
         row(table, "w5b", name, s, ref, info)

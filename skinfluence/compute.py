@@ -184,7 +184,8 @@ def self_influence(adapter, solver, data, *, policy, verbose=0):
             out[idx] = np.einsum("ij,ij->i", Z, Z)
         else:  # every row of the block solved at once (block CG), in the backend
             G = adapter.gradients(blk)
-            out[idx] = adapter.backend.to_numpy(adapter.backend.row_dots(G, solver.solve(G.T).T))
+            X = solver.solve_for_quadratic_forms(G.T).T
+            out[idx] = adapter.backend.to_numpy(adapter.backend.row_dots(G, X))
     return check_finite(out, "Self-influence")
 
 

@@ -58,6 +58,48 @@ def test_direct_and_cg_match_the_dense_solve(problems, kind, damping):
     np.testing.assert_allclose(cg.solve(B[:, 0]), exact[:, 0], rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("kind", ["binary", "multinomial"])
+def test_cg_quadratic_forms_converge_from_below_at_second_order(problems, kind):
+    """Started at zero, CG's ``b^T x_k`` falls short of ``b^T H^-1 b`` by exactly
+    ``||x_k - H^-1 b||_H^2``: never above it, and within ``cond(H) * quadratic_tol^2``."""
+    ad = problems[kind]
+    B = _rhs(ad, m=60)
+    exact = np.einsum("ij,ij->j", B, _exact(ad, B))
+    H, N = ad.hessian(), ad.null_space()
+    n_null = 0 if N is None else N.shape[1]
+    eig = np.linalg.eigvalsh(H if N is None else (np.eye(len(H)) - N @ N.T) @ H)[n_null:]
+    cond = eig[-1] / eig[0]
+    gaps = {}
+    for qtol in (1e-1, 1e-3):
+        cg = CGSolver(tol=1e-12, quadratic_tol=qtol).fit(ad)
+        got = np.einsum("ij,ij->j", B, cg.solve_for_quadratic_forms(B))
+        assert np.all(got <= exact * (1 + 1e-10))
+        gaps[qtol] = ((exact - got) / exact).max()
+        assert gaps[qtol] <= cond * qtol**2
+        assert cg.summary()["CG worst relative residual (self-influence)"] <= qtol
+        assert cg.summary()["CG worst relative residual"] == 0.0  # no solve to tol yet
+    assert gaps[1e-1] > 1e-8  # the loose stop is real: it stopped short of the answer
+    # the default is sqrt(tol): the same stop as quadratic_tol=0.1 when tol=0.01
+    default = CGSolver(tol=1e-2).fit(ad).solve_for_quadratic_forms(B)
+    explicit = CGSolver(tol=1e-12, quadratic_tol=1e-1).fit(ad).solve_for_quadratic_forms(B)
+    np.testing.assert_array_equal(default, explicit)
+
+
+def test_cg_self_influence_through_the_explainer_is_within_its_bound():
+    X, y = make_classification(n_samples=400, n_features=12, n_informative=8, random_state=4)
+    model = LogisticRegression(C=0.3, **TIGHT).fit(X, y)
+    ref = InfluenceExplainer(model, solver="direct").fit(X, y)
+    ex = InfluenceExplainer(model, solver="cg").fit(X, y)  # tol 1e-8: quadratic_tol 1e-4
+    s = ex.self_influence()
+    assert ex.solver_summary_["CG worst relative residual (self-influence)"] <= 1e-4
+    cond = ref.hessian_condition_
+    np.testing.assert_array_less(s, ref.self_influence() * (1 + 1e-10))
+    np.testing.assert_allclose(s, ref.self_influence(), rtol=cond * 1e-8)
+    # influence (linear in the residual) still solves to tol
+    Xt, yt = X[:5], y[:5]
+    np.testing.assert_allclose(ex.influence(Xt, yt), ref.influence(Xt, yt), rtol=cond * 1e-8)
+
+
 def test_lissa_approaches_the_dense_solve(problems):
     ad = problems["binary"]
     B = _rhs(ad, 3)

@@ -65,6 +65,14 @@ class HessianSolver(DeviceState, BaseEstimator):
         """``H^-1 B`` for ``B`` of shape ``(n_params,)`` or ``(n_params, m)``."""
         raise NotImplementedError
 
+    def solve_for_quadratic_forms(self, B):
+        """``H^-1 B`` where only the forms ``b^T H^-1 b`` of its columns are needed.
+
+        The same as :meth:`solve` unless a solver can stop earlier for them (see
+        :class:`CGSolver`'s ``quadratic_tol``).
+        """
+        return self.solve(B)
+
     def whitener(self):
         """``W`` with ``W W^T = H^-1`` when the solver has one cheaply, else None.
 
