@@ -291,6 +291,8 @@ def _mlp_pipeline(X, kinds, n_classes, args):
 MODELS = {"logreg": _logreg_pipeline, "mlp": _mlp_pipeline}
 #: ``--model auto`` chooses between these.
 MODEL_CHOICES = ("auto", *MODELS)
+#: Fits with a raised damping before a Hessian that is not positive definite is an error.
+DAMPING_ATTEMPTS = 4
 
 
 # -- mislabels: the command ---------------------------------------------------------------------
@@ -372,30 +374,54 @@ def _columns_bar(iterable, total):
             bar.update()
 
 
-def _fit_explainer(model_name, X, y_index, kinds, n_classes, args):
-    """The explainer of one ``--model``, fitted (folds shuffled with ``--seed``)."""
-    from skinfluence import InfluenceExplainer
+def _fit_explainer(model_name, X, y_index, kinds, n_classes, args, *, cross_fit=False):
+    """The explainer of one ``--model``, fitted (folds shuffled with ``--seed``).
 
-    model = MODELS[model_name](X, kinds, n_classes, args)
+    With ``cross_fit`` the fold refits are run too. Without ``--damping``, a Hessian
+    (or a fold's) that is not positive definite with the default damping is refitted
+    with the damping its error advises, and a note says so.
+    """
+    from skinfluence import InfluenceExplainer
+    from skinfluence.exceptions import SingularHessianError
+
     # a net is not at an exact minimum and its Hessian can be indefinite: damp it
     damping = args.damping
     if damping is None:
         damping = 0.01 if model_name == "mlp" else 0.0
-    # folds are shuffled with the seed: a table sorted by some column would otherwise
-    # leave whole groups out of a fold
-    ex = InfluenceExplainer(
-        model, damping=damping, random_state=args.seed, verbose=int(_stderr_is_terminal())
-    )
-    with _stage(f"fitting {model_name}"):
-        ex.fit(X, y_index)
-    return ex
+    for attempt in range(1, DAMPING_ATTEMPTS + 1):
+        # built (and seeded) anew: every attempt trains the net a fresh run trains
+        model = MODELS[model_name](X, kinds, n_classes, args)
+        # folds are shuffled with the seed: a table sorted by some column would otherwise
+        # leave whole groups out of a fold
+        ex = InfluenceExplainer(
+            model, damping=damping, random_state=args.seed, verbose=int(_stderr_is_terminal())
+        )
+        try:
+            with _stage(f"fitting {model_name}"):
+                ex.fit(X, y_index)
+            if cross_fit:  # the fold refits (cached: the scores reuse them)
+                ex.cross_fitted_losses(cv=args.cv)
+            return ex
+        except SingularHessianError as exc:
+            # the default damping is ours to raise (the same seed trains the same net);
+            # a damping the user chose is theirs: the error says what would work
+            if args.damping is not None or exc.damping is None or attempt == DAMPING_ATTEMPTS:
+                raise
+            print(
+                f"skinfluence: note: the {model_name}'s Hessian is not positive definite "
+                f"with damping {damping:g}; refitting with damping {exc.damping:g}, the "
+                "smallest that makes it so (--damping chooses another)",
+                file=sys.stderr,
+            )
+            damping = exc.damping
+    raise AssertionError("unreachable")
 
 
 def _choose_model(X, y_index, kinds, n_classes, args):
     """``--model auto``: the candidate with the lower cross-validated log-loss."""
     fitted, cv_loss = {}, {}
     for name in ("logreg", "mlp"):
-        ex = _fit_explainer(name, X, y_index, kinds, n_classes, args)
+        ex = _fit_explainer(name, X, y_index, kinds, n_classes, args, cross_fit=True)
         fitted[name] = ex
         # the same folds as the cross-fitted scores: these refits are reused by them
         cv_loss[name] = float(np.mean(ex.cross_fitted_losses(cv=args.cv).held_out))
@@ -436,9 +462,10 @@ def _mislabels(args):
             model_name, ex, cv_losses = _choose_model(X, y_index, kinds, len(classes), args)
         else:
             model_name = args.model
-            ex = _fit_explainer(model_name, X, y_index, kinds, len(classes), args)
-        if can_flag:  # the fold refits, one bar of their own (the explainer's verbose)
-            ex.cross_fitted_losses(cv=args.cv)
+            # the fold refits (with can_flag), one bar of their own (the explainer's verbose)
+            ex = _fit_explainer(
+                model_name, X, y_index, kinds, len(classes), args, cross_fit=can_flag
+            )
         with _stage("scoring"):
             scores = ex.mislabel_scores(args.method, cv=args.cv)
             flagged = np.zeros(len(y), dtype=bool)

@@ -118,7 +118,7 @@ def cross_fitted_losses(explainer, X, y, sample_weight=None, *, cv=5):
                 fold.fit(X_k, y_k, sample_weight=w_k)
         except SingularHessianError as exc:
             raise SingularHessianError(
-                f"Refitting fold {k} of {cv} for a cross-fitted score: {exc}"
+                f"Refitting fold {k} of {cv} for a cross-fitted score: {exc}", damping=exc.damping
             ) from exc
         stationarity.append(fold.stationarity_)
         held_out[test] = fold.loss(take_rows(X, test), take_rows(y, test))

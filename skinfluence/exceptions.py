@@ -6,7 +6,16 @@ class InvalidParameterError(ValueError, TypeError):
 
 
 class SingularHessianError(ValueError):
-    """The Hessian (plus damping) is singular or indefinite, so H^-1 does not exist."""
+    """The Hessian (plus damping) is singular or indefinite, so H^-1 does not exist.
+
+    ``damping`` is the whole damping the message advises (the smallest that makes
+    ``H + damping I`` positive definite, from the eigenvalues found), or None where
+    the error gives none.
+    """
+
+    def __init__(self, message, damping=None):
+        super().__init__(message)
+        self.damping = damping
 
 
 class NonFiniteError(ValueError, FloatingPointError):

@@ -225,7 +225,8 @@ def group_newton(adapter, solver, test_data, train_indices, *, n_steps=1, tol=1e
             raise SingularHessianError(
                 f"Newton step {step + 1} on the objective without the "
                 f"{int((weights == 0).sum())} removed points: {exc} (For a net, "
-                "hessian='gauss-newton' keeps every step's Hessian positive semi-definite.)"
+                "hessian='gauss-newton' keeps every step's Hessian positive semi-definite.)",
+                damping=exc.damping,
             ) from exc
         delta = -np.asarray(step_solver.solve(g), dtype=np.float64)
         if not np.all(np.isfinite(delta)):

@@ -280,6 +280,46 @@ def test_mislabels_with_the_mlp(good_csv, tmp_path):
     assert same.stdout == res.stdout.split("\nwrote")[0]  # seeded: the same ranking
 
 
+def test_mlp_hessian_not_definite_at_the_default_damping_is_refitted_with_the_advice(
+    tmp_path, capsys
+):
+    """A net trained 100 epochs on noisy labels: its exact Hessian is indefinite at the
+    default damping 0.01. Without --damping the command refits with the damping the
+    error advises, says so, and ranks exactly as with that --damping given; a damping
+    the user chose is not changed: the error says what would work."""
+    pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(240, 3))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+    y = np.where(rng.random(240) < 0.35, rng.integers(0, 2, 240), y)
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(
+            [["a", "b", "c", "y"], *[[*r, v] for r, v in zip(X, y, strict=True)]]
+        )
+    base = ("mislabels", path, "--target", "y", "--model", "mlp", "--epochs", "100")
+
+    status, out, err = run_here(capsys, *base, "--out", tmp_path / "auto.csv")
+    assert status == 0, err
+    # the main fit's advice first, then a fold's, if a fold needs more
+    notes = re.findall(
+        r"not positive definite with damping (\S+); refitting with damping (\S+),", err
+    )
+    assert notes and notes[0][0] == "0.01", err
+    assert all(float(a) < float(b) for a, b in notes)
+    advised = float(notes[-1][1])
+    status, out_given, err = run_here(
+        capsys, *base, "--damping", advised, "--out", tmp_path / "given.csv"
+    )
+    assert status == 0 and "refitting" not in err, err
+    assert (tmp_path / "auto.csv").read_text() == (tmp_path / "given.csv").read_text()
+
+    status, _, err = run_here(capsys, *base, "--damping", "0.01")
+    assert status != 0 and "refitting" not in err
+    assert f"Pass damping={notes[0][1]}" in err
+
+
 def test_mislabels_unknown_model_is_an_argparse_error(good_csv):
     path, *_ = good_csv
     res = run("mislabels", path, "--target", "label", "--model", "forest")

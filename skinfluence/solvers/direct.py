@@ -62,14 +62,16 @@ class DirectSolver(HessianSolver):
                     f"largest ({eig[-1]:.3g}), beyond what float64 resolves (features on "
                     "very different scales, collinear features, or a penalty that swamps the "
                     f"data term: tiny sample weights or C). Pass damping={advice:.3g} (or "
-                    "more), or standardise the features."
+                    "more), or standardise the features.",
+                    damping=advice,
                 )
             raise SingularHessianError(
                 "The Hessian of the training objective is singular or indefinite "
                 f"(smallest eigenvalue {eig[0] - damping:.3g}, largest "
                 f"{eig[-1] - damping:.3g} before damping; damping={damping:g} in use), so "
                 f"the influence function is undefined. Pass damping={advice:.3g} (or more) "
-                "or use a regularised model."
+                "or use a regularised model.",
+                damping=advice,
             )
         self.condition_number_ = float(eig[-1] / eig[0])
         self._chol = self._eig = None

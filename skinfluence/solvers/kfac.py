@@ -158,11 +158,13 @@ class KFACSolver(HessianSolver):
             for lam, ly in zip(self.eigenvalues_, self.layers_, strict=True)
         )
         if not low + float(self.damping) > 1e-12 * max(high, 1e-300):
+            advice = damping_advice(low, high)
             raise SingularHessianError(
                 f"The {self.name.upper()} curvature is singular: its smallest eigenvalue "
                 f"(weight decay included) is {low:.3g} and damping={float(self.damping):g}. "
-                f"Pass damping={damping_advice(low, high):.3g} (or more); a damping of about "
-                f"1e-3 times the mean eigenvalue ({self._mean_eigenvalue():.3g}) is usual."
+                f"Pass damping={advice:.3g} (or more); a damping of about "
+                f"1e-3 times the mean eigenvalue ({self._mean_eigenvalue():.3g}) is usual.",
+                damping=advice,
             )
 
     def _mean_eigenvalue(self):

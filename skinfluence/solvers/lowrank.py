@@ -92,10 +92,12 @@ class LowRankSolver(HessianSolver):
         w, V = w[order], V[:, order]
         shifted = w + float(self.damping)
         if not shifted[-1] > 0:
+            advice = damping_advice(w[-1], w[0])
             raise SingularHessianError(
                 f"The top-{k} eigenvalues of H reach {w[-1]:.3g}: H + damping (damping="
                 f"{float(self.damping):g} in use) is not positive definite on them. Pass "
-                f"damping={damping_advice(w[-1], w[0]):.3g} (or more) or a smaller rank."
+                f"damping={advice:.3g} (or more) or a smaller rank.",
+                damping=advice,
             )
         self.eigenvalues_ = w
         self._V = V
