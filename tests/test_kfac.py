@@ -239,8 +239,10 @@ def test_lowrank_preconditioner_on_logistic_regression():
     X, y = _blobs(n=120, d=6, k=4)
     lr = LogisticRegression(tol=1e-10, max_iter=5000).fit(X, y)
     ref = InfluenceExplainer(lr, solver="direct").fit(X, y)
+    # quadratic_tol too: self-influence solved to tol like influence (not sqrt(tol))
+    full = {"tol": 1e-12, "quadratic_tol": 1e-12}
     ex = InfluenceExplainer(
-        lr, solver="cg", solver_params={"preconditioner": "lowrank", "rank": 8, "tol": 1e-12}
+        lr, solver="cg", solver_params={"preconditioner": "lowrank", "rank": 8, **full}
     ).fit(X, y)
     assert _rel(ex.influence(X[:5], y[:5]), ref.influence(X[:5], y[:5])) < 1e-8
     assert _rel(ex.self_influence(), ref.self_influence()) < 1e-8
