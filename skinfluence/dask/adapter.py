@@ -3,6 +3,7 @@
 import copy
 import functools
 import sys
+from typing import ClassVar
 
 import dask
 import dask.array as da
@@ -279,8 +280,15 @@ class DaskChunks(ModelAdapter):
 
     A subclass sets ``_tpl`` (the in-memory adapter that the tasks build their chunk's
     adapter from, and that handles in-memory blocks: test points), ``blocking`` and
-    ``verbose``, and calls :meth:`_set_rows` with the training data.
+    ``verbose``, calls :meth:`_set_rows` with the training data, and names its
+    family's per-chunk task functions in ``TASKS``.
     """
+
+    #: The family's module-level task functions (they travel to workers by reference):
+    #: ``removal_weights(tpl, y, w)``; ``losses``, ``gradient_norms`` ``(tpl, X, y, w)``;
+    #: ``self_influence``, ``self_removal`` ``(tpl, X, y, w, factor)``;
+    #: ``influence_rows(tpl, X, y, w, M)``, each giving one chunk's rows.
+    TASKS: ClassVar[dict] = {}
 
     #: Training-set results are lazy dask arrays (the explainer keys on this).
     on_dask = True
@@ -352,6 +360,45 @@ class DaskChunks(ModelAdapter):
             verbose=self.verbose,
         )
         return out
+
+    # -- lazy per-row results over the training set, by the family's TASKS ----------
+    @property
+    def removal_weights(self):
+        return self._rows(self.TASKS["removal_weights"], with_x=False)
+
+    def training_losses(self):
+        """Per-row training losses, a lazy dask array ``(n_train,)``."""
+        return self._rows(self.TASKS["losses"])
+
+    def training_gradient_norms(self):
+        """Per-row gradient norms, a lazy dask array ``(n_train,)``."""
+        return self._rows(self.TASKS["gradient_norms"])
+
+    def training_self_influence(self, solver):
+        """Self-influence of every training row, a lazy dask array ``(n_train,)``."""
+        return self._rows(self.TASKS["self_influence"], _factor(solver))
+
+    def training_self_removal(self, solver):
+        """Each row's own loss change on its removal (one Newton step), lazy ``(n_train,)``."""
+        return self._rows(self.TASKS["self_removal"], _factor(solver))
+
+    def influence(self, solver, test_data):
+        """``I_up,loss`` ``(n_test, n_train)``: a lazy dask array chunked by training rows."""
+        M = self._test_products(solver, test_data)
+        return self._rows(self.TASKS["influence_rows"], M, tail=(M.shape[1],)).T
+
+    def top_k(self, solver, test_data, k):
+        """``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each ``(n_test, k)``.
+
+        Each chunk's best ``k`` per test point, merged by a tree reduction.
+        """
+        M = self._test_products(solver, test_data)
+        return self._merged_top_k(self.TASKS["influence_rows"], M, k)
+
+    def _test_products(self, solver, test_data):
+        # solved on the client (a net's in its backend); shipped as float64 numpy, once
+        A = compute.solved_test_gradients(self._tpl, solver, test_data)
+        return np.ascontiguousarray(-A.T)
 
     def null_space(self):
         return self._tpl.null_space()
@@ -433,6 +480,14 @@ class DaskLinearAdapter(DaskChunks):
     """
 
     family_name = "linear"
+    TASKS: ClassVar[dict] = {
+        "removal_weights": _removal_weights,
+        "losses": _losses,
+        "gradient_norms": _gradient_norms,
+        "self_influence": _self_influence,
+        "self_removal": _self_removal,
+        "influence_rows": _influence_rows,
+    }
 
     def __init__(self, model, X, y, sample_weight=None, *, blocking=None, verbose=0):
         check_model(model)
@@ -521,47 +576,9 @@ class DaskLinearAdapter(DaskChunks):
         out = self._reduce(_hvp, V)
         return out + (self.lam * self.penalty_mask).reshape((-1,) + (1,) * (V.ndim - 1)) * V
 
-    @property
-    def removal_weights(self):
-        return self._rows(_removal_weights, with_x=False)
-
     def training_labels(self):
         """Each training row's class position, a lazy int array ``(n_train,)``."""
         return self._rows(_labels, dtype=np.intp, with_x=False)
-
-    # -- lazy per-row results over the training set --------------------------------
-    def training_losses(self):
-        """Per-row training losses, a lazy dask array ``(n_train,)``."""
-        return self._rows(_losses)
-
-    def training_gradient_norms(self):
-        """Per-row gradient norms, a lazy dask array ``(n_train,)``."""
-        return self._rows(_gradient_norms)
-
-    def training_self_influence(self, solver):
-        """Self-influence of every training row, a lazy dask array ``(n_train,)``."""
-        return self._rows(_self_influence, _factor(solver))
-
-    def training_self_removal(self, solver):
-        """Each row's own loss change on its removal (one Newton step), lazy ``(n_train,)``."""
-        return self._rows(_self_removal, _factor(solver))
-
-    def influence(self, solver, test_data):
-        """``I_up,loss`` ``(n_test, n_train)``: a lazy dask array chunked by training rows."""
-        M = self._test_products(solver, test_data)
-        rows = self._rows(_influence_rows, M, tail=(M.shape[1],))
-        return rows.T
-
-    def top_k(self, solver, test_data, k):
-        """``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each ``(n_test, k)``.
-
-        Each chunk's best ``k`` per test point, merged by a tree reduction.
-        """
-        return self._merged_top_k(_influence_rows, self._test_products(solver, test_data), k)
-
-    def _test_products(self, solver, test_data):
-        A = compute.solved_test_gradients(self._tpl, solver, test_data)
-        return np.ascontiguousarray(-A.T)
 
 
 def _factor(solver):

@@ -13,6 +13,8 @@ norms, then divides by ``S`` and adds the L2 term once. The net is not trained h
 it comes fitted (the explainer takes it wrapped in ``FrozenEstimator``).
 """
 
+from typing import ClassVar
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,7 +23,6 @@ from skinfluence.blocking import Blocking
 from skinfluence.dask.adapter import (
     DaskChunks,
     _add,
-    _factor,
     checked_weights,
     is_net,
     run,
@@ -155,6 +156,14 @@ class DaskTorchAdapter(DaskChunks):
     """
 
     family_name = "torch"
+    TASKS: ClassVar[dict] = {
+        "removal_weights": _removal_weights,
+        "losses": _losses,
+        "gradient_norms": _gradient_norms,
+        "self_influence": _self_influence,
+        "self_removal": _self_removal,
+        "influence_rows": _influence_rows,
+    }
 
     def __init__(
         self,
@@ -233,44 +242,6 @@ class DaskTorchAdapter(DaskChunks):
         V = np.asarray(V, dtype=np.float64)
         out = self._reduce(_hvp, V)
         return out + self.lam.reshape((-1,) + (1,) * (V.ndim - 1)) * V
-
-    @property
-    def removal_weights(self):
-        return self._rows(_removal_weights, with_x=False)
-
-    # -- lazy per-row results over the training set --------------------------------
-    def training_losses(self):
-        """Per-row training losses, a lazy dask array ``(n_train,)``."""
-        return self._rows(_losses)
-
-    def training_gradient_norms(self):
-        """Per-row gradient norms, a lazy dask array ``(n_train,)``."""
-        return self._rows(_gradient_norms)
-
-    def training_self_influence(self, solver):
-        """Self-influence of every training row, a lazy dask array ``(n_train,)``."""
-        return self._rows(_self_influence, _factor(solver))
-
-    def training_self_removal(self, solver):
-        """Each row's own loss change on its removal (one Newton step), lazy ``(n_train,)``."""
-        return self._rows(_self_removal, _factor(solver))
-
-    def influence(self, solver, test_data):
-        """``I_up,loss`` ``(n_test, n_train)``: a lazy dask array chunked by training rows."""
-        M = self._test_products(solver, test_data)
-        return self._rows(_influence_rows, M, tail=(M.shape[1],)).T
-
-    def top_k(self, solver, test_data, k):
-        """``(helpful_idx, helpful_val, harmful_idx, harmful_val)``, each ``(n_test, k)``.
-
-        Each chunk's best ``k`` per test point, merged by a tree reduction.
-        """
-        return self._merged_top_k(_influence_rows, self._test_products(solver, test_data), k)
-
-    def _test_products(self, solver, test_data):
-        # solved on the client, in the net's backend; shipped as float64 numpy, once
-        A = compute.solved_test_gradients(self._tpl, solver, test_data)
-        return np.ascontiguousarray(-A.T)
 
     # -- in-memory blocks: the net's arrays (torch on its device) --------------------
     @property
