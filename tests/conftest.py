@@ -89,3 +89,16 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_sep("-", f"{len(figures)} notebook figures kept in {folder}")
     for path in figures:
         terminalreporter.write_line(str(path))
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A dask LocalCluster of 2 worker processes, one thread each (one per test module)."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c

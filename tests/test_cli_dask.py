@@ -46,17 +46,6 @@ def _frame(n=1200, seed=0):
     return df
 
 
-@pytest.fixture(scope="module")
-def client():
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
-        yield c
-
-
 @pytest.fixture
 def table_csv(tmp_path):
     path = tmp_path / "table.csv"

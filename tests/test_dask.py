@@ -28,18 +28,6 @@ CHUNKS = (90, 1, 160, 49, 200)
 N = sum(CHUNKS)
 
 
-@pytest.fixture(scope="module")
-def client():
-    """A LocalCluster of 2 worker processes, one thread each."""
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
-        yield c
-
-
 def _data(n_classes, seed=0, n=N, d=4):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d))

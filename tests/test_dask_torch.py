@@ -47,18 +47,6 @@ class MLP(torch.nn.Module):
         return self.fc2(torch.tanh(self.fc1(x)))
 
 
-@pytest.fixture(scope="module")
-def client():
-    """A LocalCluster of 2 worker processes, one thread each."""
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
-        yield c
-
-
 def _data(seed, binary):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(N, 5))
