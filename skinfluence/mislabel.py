@@ -338,6 +338,17 @@ def predicts_other(labels, proba):
 
     Another class must beat the given label's probability by more than
     :data:`PREDICTION_TOLERANCE`.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_samples,)
+        Given labels as class positions ``0 .. n_classes - 1``.
+    proba : array-like of shape (n_samples, n_classes)
+        Out-of-sample predicted probabilities.
+
+    Returns
+    -------
+    other : ndarray of bool, shape (n_samples,)
     """
     labels, proba = _labels_and_proba(labels, proba)
     rows = np.arange(len(labels))
