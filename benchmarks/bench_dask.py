@@ -80,6 +80,22 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def in_fresh_process(script, cfg):
+    """``script --one CFG`` in a new interpreter (its peak memory its own); its JSON row."""
+    res = subprocess.run(
+        [sys.executable, script, "--one", json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode:
+        sys.stderr.write(res.stderr[-3000:])
+        raise SystemExit(f"configuration {cfg} failed")
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -208,18 +224,7 @@ def main():
                 }
             )
         for cfg in configs:
-            res = subprocess.run(
-                [sys.executable, __file__, "--one", json.dumps(cfg)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if res.returncode:
-                sys.stderr.write(res.stderr[-3000:])
-                raise SystemExit(f"configuration {cfg} failed")
-            row = json.loads(res.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            rows.append(in_fresh_process(__file__, cfg))
     print_table(rows)
     if args.json:
         with open(args.json, "w") as f:

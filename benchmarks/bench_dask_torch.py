@@ -26,14 +26,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_dask import make_data, peak_rss_mib, test_points, timed
+from bench_dask import in_fresh_process, make_data, peak_rss_mib, test_points, timed
 
 DAMPING = 1e-3
 
@@ -152,19 +151,7 @@ def main():
         for w in args.workers
     ]
     configs.append({"path": "memory", **base, "workers": 1})
-    rows = []
-    for cfg in configs:
-        res = subprocess.run(
-            [sys.executable, __file__, "--one", json.dumps(cfg)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if res.returncode:
-            sys.stderr.write(res.stderr[-3000:])
-            raise SystemExit(f"configuration {cfg} failed")
-        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), flush=True)
+    rows = [in_fresh_process(__file__, cfg) for cfg in configs]
     ref = np.load(rows[-1].pop("self_influence_file"))
     for r in rows[:-1]:
         si = np.load(r.pop("self_influence_file"))
