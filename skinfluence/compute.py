@@ -85,11 +85,29 @@ def _as_products(adapter, A):
     return adapter.asarray(-A.T)
 
 
+def _row_bytes(adapter, n_test, output_blocks):
+    # gradients in the adapter's itemsize; results come back as float64 whatever it is
+    return adapter.itemsize * adapter.n_params + 8 * output_blocks * n_test
+
+
 def _streamed_rows(adapter, n_test, policy, output_blocks=0):
     """Row blocks whose gradients plus ``output_blocks`` result blocks fit the budget."""
-    # gradients in the adapter's itemsize; results come back as float64 whatever it is
-    per_row = adapter.itemsize * adapter.n_params + 8 * output_blocks * n_test
-    return policy.rows(adapter.n_train, per_row)
+    return policy.rows(adapter.n_train, _row_bytes(adapter, n_test, output_blocks))
+
+
+def gradient_products(adapter, data, M, *, policy):
+    """``G M`` for the prepared rows ``data``: float64 ``(n, m)``, streamed in row blocks.
+
+    ``M`` is ``(n_params, m)`` in the form :meth:`gradients_dot` multiplies with (the
+    adapter's ``asarray``); each block's gradients and its rows of the result fit the
+    policy's budget. Used where the rows are one piece of the training set (a dask
+    chunk) and ``M`` is known already.
+    """
+    n, m = adapter.n_samples(data), M.shape[1]
+    out = np.empty((n, m))
+    for idx in policy.rows(n, _row_bytes(adapter, m, output_blocks=1)):
+        adapter.gradients_dot(adapter.take(data, idx), M, out=out[idx])
+    return out
 
 
 def _needs_output_check(A, train_norm_max, itemsize=8, backend=None):
@@ -331,10 +349,25 @@ def stationarity(adapter, *, policy, norms=None):
         np.asarray(adapter.objective_gradient()), "The gradient of the training objective"
     )
     with np.errstate(over="ignore"):
-        grad_norm = float(np.linalg.norm(g))
         if norms is None:
             norms = gradient_norms(adapter, adapter.train_data, policy=policy)
-        scale = np.sqrt(float(adapter.removal_weights @ norms**2))
+        mean_sq_norm = float(adapter.removal_weights @ norms**2)
+    theta = np.asarray(adapter.theta, dtype=float)
+    return stationarity_ratio(g, mean_sq_norm, lambda: adapter.hvp(theta))
+
+
+def stationarity_ratio(gradient, mean_sq_norm, curvature_theta):
+    """``||grad R||`` over the RMS per-sample gradient norm ``sqrt(mean_sq_norm)``.
+
+    An exact fit leaves every gradient at rounding level, where the ratio of two
+    rounding errors means nothing: above :data:`STATIONARITY_WARN` the ratio is
+    measured against the curvature's scale as well, ``sqrt(eps) ||H theta||``, with
+    ``curvature_theta()`` giving ``H theta`` (called only then). Overflowed norms
+    raise :class:`NonFiniteError`.
+    """
+    with np.errstate(over="ignore"):
+        grad_norm = float(np.linalg.norm(gradient))
+        scale = float(np.sqrt(mean_sq_norm))
     if not (np.isfinite(grad_norm) and np.isfinite(scale)):
         raise NonFiniteError(
             f"The training gradients' norms overflowed (||grad R|| = {grad_norm:.3g}, RMS "
@@ -342,9 +375,6 @@ def stationarity(adapter, *, policy, norms=None):
         )
     ratio = grad_norm / scale if scale > 0 else grad_norm
     if ratio > STATIONARITY_WARN:
-        # an exact fit leaves every gradient at rounding level, where the ratio of two
-        # rounding errors means nothing: measure against the curvature's scale as well
-        theta = np.asarray(adapter.theta, dtype=float)
-        floor = np.sqrt(np.finfo(float).eps) * float(np.linalg.norm(adapter.hvp(theta)))
+        floor = np.sqrt(np.finfo(float).eps) * float(np.linalg.norm(curvature_theta()))
         ratio = grad_norm / max(scale, floor) if max(scale, floor) > 0 else grad_norm
     return ratio

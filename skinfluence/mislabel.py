@@ -218,7 +218,7 @@ def confident_joint(labels, proba):
     """
     labels, proba = _labels_and_proba(labels, proba)
     k = proba.shape[1]
-    thresholds = class_thresholds(labels, proba)
+    thresholds = _class_thresholds(labels, proba)
     confident = confident_classes(proba, thresholds)
     counted = confident >= 0
     joint = np.zeros((k, k), dtype=int)
@@ -226,7 +226,7 @@ def confident_joint(labels, proba):
     return joint, confident
 
 
-def class_thresholds(labels, proba):
+def _class_thresholds(labels, proba):
     """Each class's mean predicted probability over the points labelled with it
     (``inf`` for a class nobody is labelled with: it is never confident)."""
     k = proba.shape[1]
@@ -239,7 +239,18 @@ def class_thresholds(labels, proba):
 def confident_classes(proba, thresholds):
     """Each point's confident class (see :func:`confident_joint`), ``-1`` for none.
 
-    ``proba`` may be a numpy or a dask array (the result is of the same kind).
+    Parameters
+    ----------
+    proba : ndarray or dask array of shape (n_samples, n_classes)
+        Out-of-sample predicted probabilities.
+    thresholds : ndarray of shape (n_classes,)
+        Each class's threshold: its mean predicted probability over the points
+        labelled with it (``inf`` for a class nobody is labelled with).
+
+    Returns
+    -------
+    confident : array of int, shape (n_samples,)
+        Of the same kind as ``proba`` (numpy or dask).
     """
     above = proba >= thresholds[None, :] - THRESHOLD_TOLERANCE
     n_above = above.sum(axis=1)
@@ -381,10 +392,13 @@ def flag_counts(labels, proba):
     counts : ndarray of int, shape (n_classes,)
     """
     labels, proba = _labels_and_proba(labels, proba)
+    return _flag_counts(labels, proba, predicts_other(labels, proba))
+
+
+def _flag_counts(labels, proba, other):
     k = proba.shape[1]
     class_counts = np.bincount(labels, minlength=k)
     cells = calibrated_joint(confident_joint(labels, proba)[0], class_counts)
-    other = predicts_other(labels, proba)
     out = np.zeros(k, dtype=int)
     for i in range(k):
         members = np.flatnonzero(labels == i)
@@ -431,7 +445,7 @@ def flag_mislabeled(labels, proba, scores):
         raise ValueError(f"scores must have shape {labels.shape}, got {scores.shape}.")
     other = predicts_other(labels, proba)
     flagged = np.zeros(len(labels), dtype=bool)
-    for i, n_flag in enumerate(flag_counts(labels, proba)):
+    for i, n_flag in enumerate(_flag_counts(labels, proba, other)):
         candidates = np.flatnonzero((labels == i) & other)
         flagged[candidates[np.argsort(-scores[candidates], kind="stable")[:n_flag]]] = True
     return flagged

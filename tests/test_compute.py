@@ -201,3 +201,33 @@ def test_top_k_in_test_chunks_equals_one_chunk():
             np.asarray(got[key], dtype=float), np.asarray(whole[key], dtype=float),
             atol=1e-10 * np.abs(np.asarray(whole[key], dtype=float)).max(),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_gradient_products_are_the_dense_product_under_any_blocking(setup, policy):
+    ad = setup[0]
+    M = np.random.default_rng(0).normal(size=(ad.n_params, 5))
+    dense = ad.per_sample_gradients(ad.train_data) @ M
+    out = compute.gradient_products(ad, ad.train_data, ad.asarray(M), policy=policy)
+    assert out.dtype == np.float64 and out.shape == (ad.n_train, 5)
+    np.testing.assert_allclose(out, dense, rtol=1e-12, atol=1e-12 * np.abs(dense).max())
+
+
+def test_stationarity_ratio_by_hand():
+    g = np.array([3e-3, 4e-3])  # ||g|| = 5e-3
+    calls = []
+
+    def curvature():
+        calls.append(1)
+        return np.array([0.0, 2.0])
+
+    # below STATIONARITY_WARN the curvature is not asked for
+    assert compute.stationarity_ratio(g * 1e-3, 4.0, curvature) == pytest.approx(2.5e-6)
+    assert calls == []
+    # above it, the scale is at least sqrt(eps) ||H theta||: here the RMS norm (2) wins
+    assert compute.stationarity_ratio(g, 4.0, curvature) == pytest.approx(2.5e-3)
+    # an exact fit with gradients at rounding level: the curvature's scale decides
+    floor = np.sqrt(np.finfo(float).eps) * 2.0
+    assert compute.stationarity_ratio(g, 1e-30, curvature) == pytest.approx(5e-3 / floor)
+    with pytest.raises(NonFiniteError, match="overflowed"):
+        compute.stationarity_ratio(np.array([np.inf]), 1.0, curvature)

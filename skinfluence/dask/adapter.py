@@ -12,6 +12,7 @@ from dask import delayed
 from sklearn.linear_model import LogisticRegression
 
 from skinfluence import compute, removal
+from skinfluence.blocking import Blocking
 from skinfluence.models.base import ModelAdapter, split_pipeline
 from skinfluence.models.linear import LinearAdapter, _class_weights
 
@@ -134,6 +135,11 @@ def _weights(tpl, labels, w):
     return s
 
 
+def _policy(a):
+    """The memory policy of a chunk's sweeps: the adapter's, else scikit-learn's setting."""
+    return a.blocking if a.blocking is not None else Blocking.from_config()
+
+
 def _block(tpl, X, y, w, theta=None):
     """The in-memory adapter over one chunk, its rows weighted as in the full objective."""
     data = tpl.prepare(X, y)
@@ -217,10 +223,11 @@ def _self_removal(tpl, X, y, w, factor):
 def _influence_rows(tpl, X, y, w, M):
     """``-G_chunk H^-1 g_test`` as ``(b, n_test)``: the chunk's columns of I_up,loss."""
     a = _block(tpl, X, y, w)
-    return compute.check_finite(a.gradients_dot(a.train_data, M), "The influence values")
+    out = compute.gradient_products(a, a.train_data, a.asarray(M), policy=_policy(a))
+    return compute.check_finite(out, "The influence values")
 
 
-def _top_k(tpl, X, y, w, M, k, col0, rows=_influence_rows):
+def _top_k(tpl, X, y, w, M, k, col0, rows):
     """The chunk's best ``k`` per test point of ``rows(tpl, X, y, w, M).T``."""
     block = rows(tpl, X, y, w, M).T
     lo, hi = compute._RunningTopK(k, largest=False), compute._RunningTopK(k, largest=True)
@@ -559,8 +566,7 @@ class DaskLinearAdapter(DaskChunks):
         """``||grad R||`` relative to the RMS per-sample gradient norm, as
         :func:`skinfluence.compute.stationarity` measures it, in one pass."""
         g, mean_sq_norm = self.stationarity_terms()
-        scale = float(np.sqrt(mean_sq_norm))
-        return float(np.linalg.norm(g)) / scale if scale > 0 else 0.0
+        return compute.stationarity_ratio(g, mean_sq_norm, lambda: self.hessian() @ self.theta)
 
     def hessian(self):
         if self._hessian is None:

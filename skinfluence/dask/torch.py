@@ -19,10 +19,10 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from skinfluence import compute, removal
-from skinfluence.blocking import Blocking
 from skinfluence.dask.adapter import (
     DaskChunks,
     _add,
+    _policy,
     checked_weights,
     is_net,
     run,
@@ -53,10 +53,6 @@ def check_net(model):
 
 
 # -- tasks (module level: they travel to the workers by reference) ---------------------
-def _policy(a):
-    return a.blocking if a.blocking is not None else Blocking.from_config()
-
-
 def _block(tpl, X, y, w):
     """The in-memory adapter over one chunk, its rows weighted as in the full objective."""
     data = tpl.prepare(X, y)
@@ -118,10 +114,7 @@ def _self_removal(tpl, X, y, w, factor):
 def _influence_rows(tpl, X, y, w, M):
     """``-G_chunk H^-1 g_test`` as ``(b, n_test)``, in row blocks of the memory budget."""
     a = _block(tpl, X, y, w)
-    n, m = a.n_train, M.shape[1]
-    Mt, out = a.asarray(M), np.empty((n, m))
-    for idx in _policy(a).rows(n, a.itemsize * a.n_params + 8 * m):
-        a.gradients_dot(a.take(a.train_data, idx), Mt, out=out[idx])
+    out = compute.gradient_products(a, a.train_data, a.asarray(M), policy=_policy(a))
     return compute.check_finite(out, "The influence values")
 
 
@@ -225,13 +218,9 @@ class DaskTorchAdapter(DaskChunks):
     def stationarity(self):
         """``||grad R||`` relative to the RMS per-sample gradient norm, as
         :func:`skinfluence.compute.stationarity` measures it (from the fit's pass)."""
-        grad_norm = float(np.linalg.norm(self._gradient))
-        scale = float(np.sqrt(self._mean_sq_norm))
-        ratio = grad_norm / scale if scale > 0 else grad_norm
-        if ratio > compute.STATIONARITY_WARN:  # the same floor as in memory: H theta
-            floor = np.sqrt(np.finfo(float).eps) * float(np.linalg.norm(self._hessian @ self.theta))
-            ratio = grad_norm / max(scale, floor) if max(scale, floor) > 0 else grad_norm
-        return ratio
+        return compute.stationarity_ratio(
+            self._gradient, self._mean_sq_norm, lambda: self._hessian @ self.theta
+        )
 
     def hessian(self):
         return self._hessian.copy()

@@ -216,10 +216,17 @@ class TorchAdapter(ModelAdapter):
     def set_objective(self, total_weight, reduction):
         """Fix the whole objective's total weight ``S`` and the net's reduction.
 
-        ``reduction`` is ``"mean"`` or ``"sum"``, as the net reduces a batch's
-        losses (what :class:`TorchAdapter` checks on its rows); the L2 strengths
-        follow from both, as in :class:`TorchAdapter` (which warns, as it does,
-        about AdamW's decay and about a net whose ``train_split`` held rows out).
+        The L2 strengths follow from both, as in :class:`TorchAdapter`, which warns
+        here as it does about AdamW's decay and a net whose ``train_split`` held
+        rows out.
+
+        Parameters
+        ----------
+        total_weight : float
+            ``S``: the sum over all training rows of sample weight times class weight.
+        reduction : {"mean", "sum"}
+            How the net reduces a batch's losses (what :class:`TorchAdapter` checks on
+            its rows).
         """
         self._reduction = reduction
         self.total_weight = float(total_weight)
@@ -231,11 +238,25 @@ class TorchAdapter(ModelAdapter):
         """This adapter over the prepared rows ``data``, as a share of the whole objective.
 
         Each row's objective weight is ``s_i / S``: ``s_i`` its sample weight times
-        the criterion's class weight, ``S`` the whole objective's total weight
-        (``total_weight``, default the one :meth:`set_objective` fixed), so that the
-        block's sums are its share of the whole objective's. The penalty is the
-        whole objective's, or none with ``penalty=False`` (the block's data term
-        alone: what a sum over blocks adds once).
+        the criterion's class weight, ``S`` the whole objective's total weight, so
+        that the block's sums are its share of the whole objective's. The view
+        computes on a module of its own (see :attr:`module`).
+
+        Parameters
+        ----------
+        data : prepared block
+            The rows, as :meth:`prepare` gives them.
+        sample_weight : array-like of shape (n_rows,) or None
+            Their sample weights (ones for None).
+        total_weight : float or None, default=None
+            ``S``; None means the one :meth:`set_objective` fixed.
+        penalty : bool, default=True
+            Keep the whole objective's L2 term, or drop it (the block's data term
+            alone: what a sum over blocks adds once).
+
+        Returns
+        -------
+        view : TorchAdapter
         """
         s = self._sample_weights(data, sample_weight)
         view = copy.copy(self)
