@@ -284,11 +284,17 @@ def run_w5b(table, args):
     ref, info = timed(solver="direct")
     row(table, "w5b", "direct (reference)", ref, ref, info)
     lowrank = {"preconditioner": "lowrank", "rank": 300}
+    plain = {"block_size": 1}
     for name, params in [
-        ("cg quadratic_tol=tol=1e-8 (before)", {"quadratic_tol": 1e-8}),
-        ("cg default (quadratic_tol=sqrt(tol)=1e-4)", {}),
-        ("cg + lowrank k=300 quadratic_tol=1e-8", {**lowrank, "quadratic_tol": 1e-8}),
-        ("cg + lowrank k=300 (default tols)", lowrank),
+        ("plain cg, quadratic_tol=tol=1e-8 (issue time)", {**plain, "quadratic_tol": 1e-8}),
+        ("plain cg, quadratic_tol=sqrt(tol)=1e-4", plain),
+        ("plain cg + lowrank k=300, quadratic_tol=1e-4", {**plain, **lowrank}),
+        ("block cg, block_size=16", {"block_size": 16}),
+        ("cg default (block cg, block_size=64)", {}),
+        ("block cg, block_size=256", {"block_size": 256}),
+        ("block cg, block_size=1257", {"block_size": 1257}),
+        ("block cg 64, quadratic_tol=tol=1e-8", {"quadratic_tol": 1e-8}),
+        ("block cg 64 + lowrank k=300", lowrank),
     ]:
         s, info = timed(solver="cg", solver_params=params or None)
         row(table, "w5b", name, s, ref, info)

@@ -158,6 +158,8 @@ BAD_SOLVER_OPTIONS = [
     ("cg", "quadratic_tol", 0.0),
     ("cg", "quadratic_tol", 1.5),
     ("cg", "quadratic_tol", "loose"),
+    ("cg", "block_size", 0),
+    ("cg", "block_size", 2.5),
     ("lissa", "depth", 0),
     ("lissa", "repeats", 0),
     ("lissa", "batch_size", 0),
