@@ -178,6 +178,49 @@ def test_hessian_and_hvp_against_autograd_and_finite_differences(mlp_net, iris, 
     np.testing.assert_allclose(ad.objective_gradient(), g(theta), rtol=1e-8, atol=1e-12)
 
 
+def test_gauss_newton_products_from_the_cached_factor(mlp_net, iris):
+    """The Gauss-Newton product from the cached factor ``F^T diag(s) F`` against
+    ``sum_i w_i J_i^T C_i J_i + L2`` built row by row from autograd Jacobians and the
+    softmax curvature ``diag(p) - p p^T`` (a subset of rows, sample weights); a
+    reweighted view and an unpickled copy get their own factor, and a budget too
+    small for the factor streams the same products."""
+    import pickle
+
+    X, y = iris
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    opts = {"hessian": "gauss-newton", "hessian_samples": 90, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # weighted: not the net's optimum
+        ex = InfluenceExplainer(FrozenEstimator(mlp_net), **opts).fit(X, y, sample_weight=sw)
+        small = InfluenceExplainer(FrozenEstimator(mlp_net), working_memory=1e-4, **opts)
+        small.fit(X, y, sample_weight=sw)
+    ad = ex._adapter
+    theta = torch.as_tensor(ad.theta)
+    data, w = ad._hessian_data()
+
+    def outputs(t, x):
+        return torch.func.functional_call(mlp_net.module_, ad._unflat(t), (x[None],))[0]
+
+    G = torch.diag(ad._lam_t.double())
+    for x, wi in zip(data.X, w, strict=True):
+        J = torch.autograd.functional.jacobian(lambda t, x=x: outputs(t, x), theta)
+        p = torch.softmax(outputs(theta, x), 0)
+        G += wi * J.T @ (torch.diag(p) - torch.outer(p, p)) @ J
+    V = np.random.default_rng(1).normal(size=(ad.n_params, 4))
+    expected = G.numpy() @ V
+    np.testing.assert_allclose(ad.hvp(V), expected, rtol=1e-10, atol=1e-13)
+    assert ad._gn_cache[1] is not None  # that product came from the factor
+    np.testing.assert_allclose(small._adapter.hvp(V), expected, rtol=1e-10, atol=1e-13)
+    assert small._adapter._gn_cache[1] is None  # streamed: the factor did not fit
+    weights = np.random.default_rng(2).uniform(0, 1, len(y))
+    view, streamed = ad.reweighted(weights), small._adapter.reweighted(weights)
+    np.testing.assert_allclose(view.hvp(V), streamed.hvp(V), rtol=1e-10, atol=1e-13)
+    assert not np.allclose(view.hvp(V), expected)
+    copy_ = pickle.loads(pickle.dumps(ad))
+    assert getattr(copy_, "_gn_cache", None) is None
+    np.testing.assert_allclose(copy_.hvp(V), expected, rtol=1e-10, atol=1e-13)
+
+
 def test_per_sample_gradients_against_a_loop_of_backward_passes(mlp_net, iris, mlp_direct):
     X, y = iris
     G = mlp_direct._adapter.per_sample_gradients(mlp_direct._adapter.train_data)

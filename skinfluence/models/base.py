@@ -276,8 +276,15 @@ class ModelAdapter(ABC):
         :func:`skinfluence.validation.validate` checks estimates against.
         """
 
-    def _row_slices(self, n, bytes_per_row):
-        """Row slices for one of the adapter's sweeps, from :attr:`blocking`."""
+    def _policy(self):
         if self.blocking is None:  # an adapter built on its own: scikit-learn's budget
             self.blocking = Blocking.from_config()
-        return self.blocking.rows(n, bytes_per_row, use_batch_size=False)
+        return self.blocking
+
+    def _row_slices(self, n, bytes_per_row):
+        """Row slices for one of the adapter's sweeps, from :attr:`blocking`."""
+        return self._policy().rows(n, bytes_per_row, use_batch_size=False)
+
+    def _budget_bytes(self):
+        """The memory budget (``working_memory``) in bytes."""
+        return self._policy().working_memory * 2**20

@@ -684,11 +684,58 @@ class TorchAdapter(ModelAdapter):
 
         return vmap(one)(Vd)
 
+    def _gauss_newton_factor(self):
+        """``(F, s)`` with ``F^T diag(s) F`` the data part of the Gauss-Newton matrix.
+
+        One row per Hessian sample ``i`` and net output ``k``:
+        ``sqrt(w_i |e_ik|) u_ik^T J_i``, where ``C_i = sum_k e_ik u_ik u_ik^T`` is
+        the loss's curvature in the sample's ``K`` outputs and ``J_i`` the outputs'
+        Jacobian; ``s`` holds the signs of ``e_ik``. Built once (``K`` backward
+        passes per sample, vectorised) and kept while the parameters, weights and
+        rows stay the ones it was built for, so that every later Gauss-Newton
+        product is two GEMMs instead of a forward, a JVP and a backward pass per
+        vector. None when it would not fit ``working_memory`` (or a weight is
+        negative): products are then streamed.
+        """
+        key = (self._params, self._w, self._train, self._hessian_idx)
+        cached = getattr(self, "_gn_cache", None)
+        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+            return cached[1]
+        data, w = self._hessian_data()
+        K, loss_flat = self._flat_output_loss()
+        width = K * self.n_params * self.itemsize
+        if self.n_samples(data) * width > self._budget_bytes() or bool((w < 0).any()):
+            self._gn_cache = (key, None)
+            return None
+
+        def rows_of(p, x, cot):  # the K rows of one sample: u^T J for each cotangent u
+            _, pull = vjp(lambda p_: self._forward(p_, x.unsqueeze(0)).reshape(-1), p)
+            return vmap(pull)(cot)[0]
+
+        rows, signs = [], []
+        with _eval_mode(self.module):
+            for blk, idx in self._blocks(data, 3 * width):
+                b = self.n_samples(blk)
+                with torch.no_grad():
+                    eta = self._forward(self._params, blk.X).reshape(b, K)
+                C = vmap(torch.func.hessian(loss_flat))(eta, blk.y).double()
+                e, U = torch.linalg.eigh((C + C.transpose(1, 2)) / 2)
+                scale = (e.abs() * w[idx].double()[:, None]).sqrt()  # (b, K)
+                cot = (U * scale[:, None, :]).transpose(1, 2).to(self.dtype)  # (b, K, K)
+                g = vmap(rows_of, in_dims=(None, 0, 0))(self._params, blk.X, cot)
+                rows.append(torch.cat([g[n].reshape(b * K, -1) for n in self.param_names], 1))
+                signs.append(torch.sign(e).reshape(-1).to(self.dtype))
+        factor = (torch.cat(rows), torch.cat(signs))
+        self._gn_cache = (key, factor)
+        return factor
+
     def hvp(self, V, indices=None):
         """``H V``; a tensor ``V`` (float64, on the device) gives a tensor back, unmoved.
 
         numpy in, float64 numpy out (the host interface); the native form is what
-        solvers iterate with, so their vectors never leave the device.
+        solvers iterate with, so their vectors never leave the device. A
+        Gauss-Newton product over the Hessian's rows uses the cached factor of
+        :meth:`_gauss_newton_factor` where it fits the memory budget.
         """
         native = isinstance(V, torch.Tensor)
         if not native:
@@ -703,11 +750,18 @@ class TorchAdapter(ModelAdapter):
             data = self.take(self._train, indices)
             w = self._w[torch.as_tensor(np.asarray(indices), device=self.device)]
             w = w * (self._w.sum() / w.sum())
-        total = torch.zeros_like(Vt)
-        m = Vt.shape[0]
-        with _eval_mode(self.module):
-            for blk, idx in self._blocks(data, self._row_bytes(4) * max(m, 1)):
-                total += self._flat(self._hvp_block(blk, w[idx], Vd), batch=True)
+        factor = None
+        if indices is None and self.hessian_kind == "gauss-newton":
+            factor = self._gauss_newton_factor()
+        if factor is not None:
+            F, sign = factor
+            total = ((F @ Vt.T) * sign[:, None]).T @ F
+        else:
+            total = torch.zeros_like(Vt)
+            m = Vt.shape[0]
+            with _eval_mode(self.module):
+                for blk, idx in self._blocks(data, self._row_bytes(4) * max(m, 1)):
+                    total += self._flat(self._hvp_block(blk, w[idx], Vd), batch=True)
         total += self._lam_t * Vt
         res = total.T.to(torch.float64)
         if not native:
@@ -1004,6 +1058,7 @@ class TorchAdapter(ModelAdapter):
         # tensors travel on the CPU, so an explainer fitted on a GPU unpickles anywhere
         state = self.__dict__.copy()
         state.pop("_own_module", None)  # a block view's: rebuilt by on_block where needed
+        state.pop("_gn_cache", None)  # rebuilt on the first product that needs it
         for key in ("_params", "_consts"):
             state[key] = {n: t.cpu() for n, t in state[key].items()}
         for key in ("_w", "_lam_t"):
