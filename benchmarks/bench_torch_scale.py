@@ -15,7 +15,11 @@ the reference, all in the same run:
   synthetic 28x28 images x 10 test; the reference is preconditioned CG to tol
   1e-8 (a dense Hessian of this size takes many minutes on one thread).
 - ``w5b``: self-influence of 1257 digits under multinomial logistic regression
-  (650 params) with ``solver="cg"``: today's settings next to the new ones.
+  (650 params) with ``solver="cg"``: plain CG (as when issue 13 was filed) next
+  to block CG (the default) and the lowrank preconditioner.
+- ``precision``: W4's net in float32 (direct and ekfac): influence products in
+  bfloat16 (``matmul_precision``) and the whole computation in bfloat16, each
+  against float32 (Pearson, largest error, top-10 overlap per test point).
 
 The peers are not dependencies: run it in the benchmark environment whose
 commands are in ``benchmarks/_peers_torch.py`` (``--no-peers`` runs ours only)::
@@ -241,6 +245,28 @@ def run_w4(table, args):
         peers(table, "w4", module, Xtr, ytr, Xte, yte, ref)
 
 
+def run_precision(table, args):
+    """W4's net in float32: bfloat16 influence products against float32 ones."""
+    Xtr, ytr, Xte, yte = digits()
+    torch.manual_seed(0)
+    net = skorch_net(train(mlp(64), Xtr, ytr), Xtr, ytr)
+    for solver in ("direct", "ekfac"):
+        ref, info = ours(net, Xtr, ytr, Xte, yte, solver=solver, dtype="float32")
+        row(table, "prec", f"{solver} float32 (reference)", ref, ref, info)
+        for name, kw in [
+            ("bfloat16 products", {"dtype": "float32", "matmul_precision": "bfloat16"}),
+            ("dtype=bfloat16 (everything)", {"dtype": "bfloat16"}),
+        ]:
+            I, info = ours(net, Xtr, ytr, Xte, yte, solver=solver, **kw)
+            row(table, "prec", f"{solver} {name}", I, ref, info)
+            err = float(np.abs(I - ref).max() / np.abs(ref).max())
+            top = np.argsort(-ref, axis=1)[:, :10]
+            top_b = np.argsort(-I, axis=1)[:, :10]
+            overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, top_b, strict=True)])
+            table[-1].update({"max_error_of_max": err, "top10_overlap": float(overlap)})
+            print(f"      max error {err:.2e} of the largest value, top-10 overlap {overlap:.3f}")
+
+
 def run_cnn(table, args):
     # On one CPU thread a CNN HVP is slow (about 0.1-0.2 s per vector per 250 images:
     # conv forward-over-reverse under vmap), so this workload is small.
@@ -342,7 +368,14 @@ def run_hvp(table, args):
               f"{raw_s * 1e3:.2f} ms/vector", flush=True)  # fmt: skip
 
 
-WORKLOADS = {"ref": run_ref, "w4": run_w4, "cnn": run_cnn, "w5b": run_w5b, "hvp": run_hvp}
+WORKLOADS = {
+    "ref": run_ref,
+    "w4": run_w4,
+    "cnn": run_cnn,
+    "w5b": run_w5b,
+    "hvp": run_hvp,
+    "precision": run_precision,
+}
 
 
 def main(argv=None):

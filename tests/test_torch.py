@@ -271,6 +271,30 @@ def test_float32_model_tracks_float64(iris):
     np.testing.assert_allclose(ex32.self_influence(), ex64.self_influence(), rtol=1e-2)
 
 
+def test_matmul_precision_rounds_only_the_influence_products(mlp_net, iris, mlp_direct):
+    """bfloat16 products: both factors rounded to 8 significant bits, so every entry
+    of ``G M`` is within ``2^-8 (|G| |M|) + 2^-8 |G M|`` of the exact product (the
+    rounding of the factors, then of the bfloat16 result); "tf32" changes nothing on
+    a CPU; a linear model refuses the option."""
+    X, y = iris
+    bf = InfluenceExplainer(FrozenEstimator(mlp_net), matmul_precision="bfloat16").fit(X, y)
+    ad, ad_ref = bf._adapter, mlp_direct._adapter
+    M = np.random.default_rng(0).normal(size=(ad.n_params, 5))
+    G = ad_ref.per_sample_gradients(ad_ref.train_data)
+    exact = G @ M
+    got = ad.gradients_dot(ad.train_data, ad.asarray(M))
+    bound = 2.0**-8 * (np.abs(G) @ np.abs(M) + np.abs(exact))
+    assert np.all(np.abs(got - exact) <= bound)
+    assert np.abs(got - exact).max() > 1e-6  # it really rounded
+    np.testing.assert_array_equal(bf.hessian_condition_, mlp_direct.hessian_condition_)
+    ref = mlp_direct.influence(X[:10], y[:10])
+    assert np.corrcoef(bf.influence(X[:10], y[:10]).ravel(), ref.ravel())[0, 1] > 0.999
+    tf = InfluenceExplainer(FrozenEstimator(mlp_net), matmul_precision="tf32").fit(X, y)
+    np.testing.assert_array_equal(tf.influence(X[:10], y[:10]), ref)
+    with pytest.raises(ValueError, match="matmul_precision only apply to torch nets"):
+        InfluenceExplainer(LogisticRegression(), matmul_precision="bfloat16").fit(X, y)
+
+
 def test_frozen_layers_and_params_option_restrict_influence(mlp_net, iris):
     X, y = iris
     ex = InfluenceExplainer(FrozenEstimator(mlp_net), params="fc2").fit(X, y)

@@ -81,6 +81,8 @@ BAD_EXPLAINER = [
     ("dtype", "float16"),
     ("dtype", np.float32),
     ("device", 0),
+    ("matmul_precision", "bf16"),
+    ("matmul_precision", None),
     ("hessian_samples", 0),
     ("hessian_samples", -5),
     ("hessian_samples", 10.5),

@@ -171,6 +171,7 @@ class DaskTorchAdapter(DaskChunks):
         device=None,
         blocking=None,
         verbose=0,
+        matmul_precision="highest",
     ):
         check_net(model)
         self.blocking, self.verbose, self.model = blocking, verbose, model
@@ -178,6 +179,7 @@ class DaskTorchAdapter(DaskChunks):
         self._tpl = TorchAdapter.template(
             model, params=params, hessian=hessian, dtype=dtype, device=device, blocking=blocking
         )
+        self._tpl.matmul_precision = matmul_precision
         for name in ("n_params", "theta", "classes_", "param_names", "device", "dtype"):
             setattr(self, name, getattr(self._tpl, name))
         hessian_mib = 8 * self.n_params**2 / 2**20

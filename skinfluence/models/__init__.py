@@ -15,6 +15,7 @@ TORCH_OPTIONS = {
     "dtype": None,
     "device": None,
     "hessian_samples": None,
+    "matmul_precision": "highest",
 }
 
 

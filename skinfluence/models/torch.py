@@ -125,9 +125,16 @@ class TorchAdapter(ModelAdapter):
         columns, objective gradient); None uses scikit-learn's ``working_memory``.
     copy_X : bool
         Keep private copies of the training tensors.
+    matmul_precision : {"highest", "tf32", "bfloat16"}
+        Precision of the products of per-sample gradients with solved directions
+        (:meth:`gradients_dot`): the net's dtype; TF32 tensor cores for a float32
+        net on CUDA (the same as "highest" elsewhere); or both factors rounded to
+        bfloat16, the product accumulated in float32 and returned in the net's
+        dtype. Solvers, HVPs and the gradients themselves are unaffected.
     """
 
     family_name = "torch"
+    matmul_precision = "highest"
 
     def __init__(
         self,
@@ -144,8 +151,10 @@ class TorchAdapter(ModelAdapter):
         random_state=None,
         blocking=None,
         copy_X=True,
+        matmul_precision="highest",
     ):
         self._setup_net(estimator, params, hessian, dtype, device, blocking)
+        self.matmul_precision = matmul_precision
         self._train = self.prepare(X, y)
         if copy_X:  # torch.as_tensor shares memory with a matching numpy array
             self._train = _Block(self._train.X.clone(), self._train.y.clone())
@@ -616,6 +625,19 @@ class TorchAdapter(ModelAdapter):
         with _eval_mode(self.module):
             return self._grads(data).double().cpu().numpy()
 
+    def _product(self, A, B):
+        """``A @ B`` at :attr:`matmul_precision`, returned in the net's dtype."""
+        if self.matmul_precision == "bfloat16":
+            return (A.to(torch.bfloat16) @ B.to(torch.bfloat16)).to(self.dtype)
+        if self.matmul_precision == "tf32" and A.device.type == "cuda":
+            flags = torch.backends.cuda.matmul
+            before, flags.allow_tf32 = flags.allow_tf32, True
+            try:
+                return A @ B
+            finally:
+                flags.allow_tf32 = before
+        return A @ B
+
     def gradients_dot(self, data, M, out=None):
         # parameter by parameter: the (n, n_params) gradient matrix is never
         # concatenated, which would copy it once more
@@ -623,7 +645,7 @@ class TorchAdapter(ModelAdapter):
             g = self._grad_dict(data)
             res, start = None, 0
             for name, size in zip(self.param_names, self._numels, strict=True):
-                part = g[name].reshape(g[name].shape[0], -1) @ M[start : start + size]
+                part = self._product(g[name].reshape(g[name].shape[0], -1), M[start : start + size])
                 res = part if res is None else res + part
                 start += size
             res = res.double().cpu().numpy()
