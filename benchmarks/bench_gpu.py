@@ -2,7 +2,8 @@
 
 Two workloads, each timed end to end (factors fitted, influence matrix of every
 query against every training point on the host), in fp32 and bf16, with the peak
-GPU memory of each run:
+GPU memory of each run (``--dtypes bf16-products`` adds ours with an fp32 net and
+``matmul_precision="bfloat16"``, the influence products alone in bfloat16):
 
 - ``resnet9``: a ResNet-9-shaped net (conv-BN-ReLU blocks 64-128-256-512 with two
   residual blocks, about 6.6M parameters of which the conv and linear weights are
@@ -131,7 +132,7 @@ def measured(fn, device):
     return out, seconds, peak
 
 
-def ours(module, X, y, Xq, yq, device, working_memory, batch_size, n_samples):
+def ours(module, X, y, Xq, yq, device, working_memory, batch_size, n_samples, precision):
     net = NeuralNetClassifier(
         module,
         criterion=torch.nn.CrossEntropyLoss,
@@ -153,6 +154,7 @@ def ours(module, X, y, Xq, yq, device, working_memory, batch_size, n_samples):
             params=explained(module),
             working_memory=working_memory,
             batch_size=batch_size,
+            matmul_precision=precision,
         ).fit(X, y)
         return ex.influence(Xq, yq)
 
@@ -183,7 +185,9 @@ def run(name, make, shape, n, n_query, args, table):
     base = train(make(), X, y, args.device, args.epochs)
     n_params = sum(p.numel() for p in base.parameters())
     for dtype in args.dtypes:
-        tdt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        # "bf16-products": an fp32 net whose influence products alone run in bfloat16
+        tdt = torch.bfloat16 if dtype == "bf16" else torch.float32
+        precision = "bfloat16" if dtype == "bf16-products" else "highest"
         module = make().to(args.device)
         module.load_state_dict(base.state_dict())
         module = module.to(tdt).eval()
@@ -193,8 +197,10 @@ def run(name, make, shape, n, n_query, args, table):
             if lib == "skinfluence":
                 fn = functools.partial(
                     ours, module, Xd, y, Xq.astype(np.float32), yq, args.device,
-                    args.working_memory, args.batch_size, args.n_samples,
+                    args.working_memory, args.batch_size, args.n_samples, precision,
                 )  # fmt: skip
+            elif dtype == "bf16-products":  # no kronfluence counterpart
+                continue
             else:
                 fn = functools.partial(kron, module, Xd, y, Xq, yq, args.device, args.batch_size)
             try:
@@ -227,7 +233,9 @@ def main(argv=None):
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--workloads", nargs="+", default=["mlp", "resnet9"])
-    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument(
+        "--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "bf16-products"]
+    )
     parser.add_argument("--libraries", nargs="+", default=["skinfluence", "kronfluence"])
     parser.add_argument("--working-memory", type=float, default=60_000, help="MiB")
     parser.add_argument("--batch-size", type=int, default=256)

@@ -205,7 +205,7 @@ def run_ref(table, args):
     ref, info = ours(net, Xtr, ytr, Xte, yte, solver="direct")
     row(table, "ref", "direct (reference)", ref, ref, info)
     configs = (
-        [("cg", {})]
+        [("plain cg (block_size=1)", {"block_size": 1}), ("cg", {})]
         + [
             (f"cg + lowrank k={k}", {"preconditioner": "lowrank", "rank": k})
             for k in (20, 50, 100, 200, 400)
@@ -225,8 +225,10 @@ def run_w4(table, args):
     ref, info = ours(net, Xtr, ytr, Xte, yte, solver="direct")
     row(table, "w4", "direct (reference)", ref, ref, info)
     for tol in (1e-8, 1e-6):
-        I, info = ours(net, Xtr, ytr, Xte, yte, solver="cg", solver_params={"tol": tol})
-        row(table, "w4", f"cg tol {tol:g}", I, ref, info)
+        for name, extra in (("plain cg (block_size=1)", {"block_size": 1}), ("cg", {})):
+            params = {"tol": tol, **extra}
+            I, info = ours(net, Xtr, ytr, Xte, yte, solver="cg", solver_params=params)
+            row(table, "w4", f"{name} tol {tol:g}", I, ref, info)
         for k in (100, 400):
             I, info = ours(
                 net,
@@ -283,6 +285,7 @@ def run_cnn(table, args):
     )  # fmt: skip
     row(table, "cnn", "GN cg + lowrank k=100 tol 1e-8 (reference)", ref, ref, info)
     for name, params in [
+        ("plain cg tol 1e-4 (block_size=1)", {"tol": 1e-4, "block_size": 1}),
         ("cg tol 1e-4 (bench_torch's setting)", {"tol": 1e-4}),
         ("cg + lowrank k=100 tol 1e-4", {"tol": 1e-4, "preconditioner": "lowrank", "rank": 100}),
     ]:

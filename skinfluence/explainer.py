@@ -91,7 +91,7 @@ HessianSolver, default="auto"
         layer-wise Kronecker factors of the Gauss-Newton matrix, eigenvalue-
         corrected for "ekfac" (fast, approximate). "auto" picks "direct" up to 3000
         parameters, "ekfac" for a net above a million whose layers it covers, and
-        otherwise "cg" with a lowrank preconditioner sized to ``working_memory``;
+        otherwise "cg" (block CG, no preconditioner);
         ``solver_summary_["chosen by auto"]`` says which and why. Every solver
         computes on the net's device for a torch net.
         A solver instance (e.g. ``CGSolver(tol=1e-6)``) is cloned and fitted with
@@ -130,8 +130,9 @@ HessianSolver, default="auto"
         gradients, Hessian products and solvers keep ``dtype``. "tf32" lets a
         float32 net on CUDA use TF32 tensor cores (no effect on a CPU or a float64
         net); "bfloat16" rounds both factors to bfloat16 and accumulates in
-        float32. Measured on the 4,810-parameter MLP of ``docs/solvers.rst``
-        (float32, solver="ekfac"): see its table before trusting it for ranking.
+        float32: on a 4,810-parameter MLP in float32 its influence matrix had
+        Pearson 0.99998 against float32 products (direct; 0.999998 with
+        "ekfac"), the whole computation in bfloat16 0.868 (see docs/solvers.rst).
     hessian_samples : int >= 1 or None, default=None
         Torch nets only: estimate the Hessian on this many random training points
         (all of them when larger than the training set).
@@ -639,7 +640,7 @@ HessianSolver, default="auto"
     def _fit_solver(self, adapter):
         name, params, self._auto_reason = self.solver, self.solver_params, None
         if name == "auto":
-            name, params, self._auto_reason = auto_choice(adapter, self._working_memory())
+            name, params, self._auto_reason = auto_choice(adapter)
         solver = make_solver(
             name,
             adapter.n_params,

@@ -26,22 +26,21 @@ SOLVERS = {
 #: Above this many parameters, ``solver="auto"`` takes EK-FAC for a net whose layers
 #: it covers (CG's per-query cost grows with the parameters times its iterations).
 AUTO_KRONECKER_MIN_PARAMS = 1_000_000
-#: Eigenpairs of the lowrank preconditioner that ``solver="auto"`` gives CG: the
-#: largest whose Krylov basis fits the memory budget (on the 2,410-parameter tanh MLP
-#: of bench_torch_scale.py, k = 50 / 100 / 200 / 400 cut CG's 327 iterations to
-#: 178 / 143 / 108 / 75 for 116 / 216 / 416 / 816 HVPs spent once).
-AUTO_PRECONDITIONER_RANKS = (400, 200, 100, 50)
 
 
-def auto_choice(problem, working_memory=None):
+def auto_choice(problem):
     """``(name, solver_params, reason)``: what ``solver="auto"`` takes for ``problem``.
 
     Up to ``AUTO_DIRECT_MAX_PARAMS`` parameters the dense Hessian (exact); a net
     above ``AUTO_KRONECKER_MIN_PARAMS`` whose parameters all sit in
-    ``nn.Linear``/``nn.Conv2d`` layers EK-FAC (approximate); otherwise CG, exact
-    to its tolerance, with the largest lowrank preconditioner of
-    ``AUTO_PRECONDITIONER_RANKS`` whose Krylov basis (``n_params x (2 rank + 16)``
-    float64) fits ``working_memory`` MiB.
+    ``nn.Linear``/``nn.Conv2d`` layers EK-FAC (approximate); otherwise block CG,
+    exact to its tolerance, without a preconditioner: with blocks of 64
+    right-hand sides sharing one Krylov space, the lowrank preconditioner cost
+    more HVPs than it saved on influence in ``bench_torch_scale.py`` (tanh MLPs of
+    2,410 and 4,810 parameters and a 5,258-parameter CNN: 2.2 / 5.5 / 0.9 s
+    without it, 3.3 / 7.1 / 1.3 s with rank 400 or 100); it still pays on the
+    self-influence of a whole training set, where it is amortised over every row
+    (``solver_params={"preconditioner": "lowrank"}``).
     """
     P = problem.n_params
     if P <= AUTO_DIRECT_MAX_PARAMS:
@@ -58,22 +57,10 @@ def auto_choice(problem, working_memory=None):
                 f"n_params={P} > {AUTO_KRONECKER_MIN_PARAMS} in nn.Linear/nn.Conv2d layers: "
                 "EK-FAC (approximate; solver='cg' for the exact Hessian)",
             )
-    for k in AUTO_PRECONDITIONER_RANKS:
-        basis_mib = P * (2 * k + 16) * 8 / 2**20
-        if working_memory is None or basis_mib <= working_memory:
-            return (
-                "cg",
-                {"preconditioner": "lowrank", "rank": k},
-                f"n_params={P} > {AUTO_DIRECT_MAX_PARAMS}: conjugate gradient (exact to tol), "
-                f"preconditioned by the top-{k} eigenpairs (the largest rank whose "
-                f"{basis_mib:.0f} MiB basis fits working_memory)",
-            )
     return (
         "cg",
         None,
-        f"n_params={P} > {AUTO_DIRECT_MAX_PARAMS}: conjugate gradient (exact to tol); no "
-        f"preconditioner (a basis of {basis_mib:.0f} MiB for rank {k} exceeds "
-        "working_memory)",
+        f"n_params={P} > {AUTO_DIRECT_MAX_PARAMS}: block conjugate gradient (exact to tol)",
     )
 
 
