@@ -310,11 +310,22 @@ def test_block_cg_drops_dependent_columns():
     """Duplicated, scaled and zero right-hand sides: the block keeps only independent
     directions (no breakdown) and each column still gets its own solution."""
     H = _spd(12, 100.0)
-    b = np.random.default_rng(3).normal(size=12)
-    B = np.column_stack([b, 2 * b, np.zeros(12), b * 1e-150, -b])
-    X = CGSolver(tol=1e-12, block_size=5).fit(_Toy(H)).solve(B)
-    x = np.linalg.solve(H, b)
-    np.testing.assert_allclose(X, np.column_stack([x, 2 * x, 0 * x, x * 1e-150, -x]), rtol=1e-8)
+    b, c = np.random.default_rng(3).normal(size=(2, 12))
+    B = np.column_stack([b, 2 * b, np.zeros(12), b * 1e-150, c, -b, b + c])
+    X = CGSolver(tol=1e-12, block_size=7).fit(_Toy(H)).solve(B)
+    np.testing.assert_allclose(X, np.linalg.solve(H, B), rtol=1e-8, atol=1e-300)
+
+
+def test_a_single_column_runs_plain_cg_and_non_finite_input_is_named():
+    H = _spd(40, 1e4)
+    b = np.random.default_rng(5).normal(size=40)
+    one, plain = CGSolver(tol=1e-10), CGSolver(tol=1e-10, block_size=1)
+    np.testing.assert_array_equal(one.fit(_Toy(H)).solve(b), plain.fit(_Toy(H)).solve(b))
+    assert one.summary()["CG iterations"] == plain.summary()["CG iterations"]
+    B = np.ones((40, 3))
+    B[4, 1] = np.nan
+    with pytest.raises(NonFiniteError, match=r"right-hand sides .* NaN or inf"):
+        CGSolver().fit(_Toy(H)).solve(B)
 
 
 def test_orthonormal_basis_spans_the_independent_columns():

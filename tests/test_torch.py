@@ -212,10 +212,17 @@ def test_gauss_newton_products_from_the_cached_factor(mlp_net, iris):
     assert ad._gn_cache[1] is not None  # that product came from the factor
     np.testing.assert_allclose(small._adapter.hvp(V), expected, rtol=1e-10, atol=1e-13)
     assert small._adapter._gn_cache[1] is None  # streamed: the factor did not fit
+    # the dense matrix, from the factor in one product and from streamed columns
+    np.testing.assert_allclose(ad.hessian(), G.numpy(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(small._adapter.hessian(), G.numpy(), rtol=1e-10, atol=1e-13)
     weights = np.random.default_rng(2).uniform(0, 1, len(y))
     view, streamed = ad.reweighted(weights), small._adapter.reweighted(weights)
     np.testing.assert_allclose(view.hvp(V), streamed.hvp(V), rtol=1e-10, atol=1e-13)
     assert not np.allclose(view.hvp(V), expected)
+    theta = ad.theta + 0.05 * np.random.default_rng(3).normal(size=ad.n_params)
+    moved, moved_streamed = ad.reweighted(weights, theta), small._adapter.reweighted(weights, theta)
+    np.testing.assert_allclose(moved.hvp(V), moved_streamed.hvp(V), rtol=1e-10, atol=1e-13)
+    assert not np.allclose(moved.hvp(V), view.hvp(V))
     copy_ = pickle.loads(pickle.dumps(ad))
     assert getattr(copy_, "_gn_cache", None) is None
     np.testing.assert_allclose(copy_.hvp(V), expected, rtol=1e-10, atol=1e-13)
@@ -272,10 +279,11 @@ def test_float32_model_tracks_float64(iris):
 
 
 def test_matmul_precision_rounds_only_the_influence_products(mlp_net, iris, mlp_direct):
-    """bfloat16 products: both factors rounded to 8 significant bits, so every entry
-    of ``G M`` is within ``2^-8 (|G| |M|) + 2^-8 |G M|`` of the exact product (the
-    rounding of the factors, then of the bfloat16 result); "tf32" changes nothing on
-    a CPU; a linear model refuses the option."""
+    """bfloat16 products: with u = 2^-8 (bfloat16's unit roundoff), rounding both
+    factors costs at most (2u + u^2) |G| |M| per entry and rounding each layer's
+    product at most u times the sum of its terms' sizes, so every entry of ``G M``
+    is within ``(3u + u^2) (|G| |M|)`` of the exact product; "tf32" changes nothing
+    on a CPU; a linear model refuses the option."""
     X, y = iris
     bf = InfluenceExplainer(FrozenEstimator(mlp_net), matmul_precision="bfloat16").fit(X, y)
     ad, ad_ref = bf._adapter, mlp_direct._adapter
@@ -283,7 +291,8 @@ def test_matmul_precision_rounds_only_the_influence_products(mlp_net, iris, mlp_
     G = ad_ref.per_sample_gradients(ad_ref.train_data)
     exact = G @ M
     got = ad.gradients_dot(ad.train_data, ad.asarray(M))
-    bound = 2.0**-8 * (np.abs(G) @ np.abs(M) + np.abs(exact))
+    u = 2.0**-8
+    bound = (3 * u + u**2) * (np.abs(G) @ np.abs(M)) + 1e-12
     assert np.all(np.abs(got - exact) <= bound)
     assert np.abs(got - exact).max() > 1e-6  # it really rounded
     np.testing.assert_array_equal(bf.hessian_condition_, mlp_direct.hessian_condition_)

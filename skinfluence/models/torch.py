@@ -127,10 +127,13 @@ class TorchAdapter(ModelAdapter):
         Keep private copies of the training tensors.
     matmul_precision : {"highest", "tf32", "bfloat16"}
         Precision of the products of per-sample gradients with solved directions
-        (:meth:`gradients_dot`): the net's dtype; TF32 tensor cores for a float32
-        net on CUDA (the same as "highest" elsewhere); or both factors rounded to
-        bfloat16, the product accumulated in float32 and returned in the net's
-        dtype. Solvers, HVPs and the gradients themselves are unaffected.
+        (:meth:`gradients_dot`): the net's dtype, under torch's global matmul
+        settings; TF32 tensor cores for a float32 net on CUDA (torch's global flag,
+        switched on for the product and restored: not for threads sharing the
+        process); or both factors rounded to bfloat16, each layer's product
+        accumulated in float32 by the GEMM, returned in bfloat16 and the layers
+        summed in float32. Solvers, HVPs and the gradients themselves are
+        unaffected.
     """
 
     family_name = "torch"
@@ -626,9 +629,11 @@ class TorchAdapter(ModelAdapter):
             return self._grads(data).double().cpu().numpy()
 
     def _product(self, A, B):
-        """``A @ B`` at :attr:`matmul_precision`, returned in the net's dtype."""
+        """``A @ B`` at :attr:`matmul_precision`; bfloat16 products come back in float32
+        (or the net's dtype when wider), so that the layers' parts add up in it."""
         if self.matmul_precision == "bfloat16":
-            return (A.to(torch.bfloat16) @ B.to(torch.bfloat16)).to(self.dtype)
+            wide = torch.promote_types(self.dtype, torch.float32)
+            return (A.to(torch.bfloat16) @ B.to(torch.bfloat16)).to(wide)
         if self.matmul_precision == "tf32" and A.device.type == "cuda":
             flags = torch.backends.cuda.matmul
             before, flags.allow_tf32 = flags.allow_tf32, True
@@ -734,10 +739,12 @@ class TorchAdapter(ModelAdapter):
             _, pull = vjp(lambda p_: self._forward(p_, x.unsqueeze(0)).reshape(-1), p)
             return vmap(pull)(cot)[0]
 
-        rows, signs = [], []
+        n = self.n_samples(data)
+        F = torch.empty(n * K, self.n_params, dtype=self.dtype, device=self.device)
+        sign = torch.empty(n * K, dtype=self.dtype, device=self.device)
         with _eval_mode(self.module):
             for blk, idx in self._blocks(data, 3 * width):
-                b = self.n_samples(blk)
+                b, start = self.n_samples(blk), idx.start * K
                 with torch.no_grad():
                     eta = self._forward(self._params, blk.X).reshape(b, K)
                 C = vmap(torch.func.hessian(loss_flat))(eta, blk.y).double()
@@ -745,11 +752,13 @@ class TorchAdapter(ModelAdapter):
                 scale = (e.abs() * w[idx].double()[:, None]).sqrt()  # (b, K)
                 cot = (U * scale[:, None, :]).transpose(1, 2).to(self.dtype)  # (b, K, K)
                 g = vmap(rows_of, in_dims=(None, 0, 0))(self._params, blk.X, cot)
-                rows.append(torch.cat([g[n].reshape(b * K, -1) for n in self.param_names], 1))
-                signs.append(torch.sign(e).reshape(-1).to(self.dtype))
-        factor = (torch.cat(rows), torch.cat(signs))
-        self._gn_cache = (key, factor)
-        return factor
+                col = 0
+                for name, size in zip(self.param_names, self._numels, strict=True):
+                    F[start : start + b * K, col : col + size] = g.pop(name).reshape(b * K, -1)
+                    col += size
+                sign[start : start + b * K] = torch.sign(e).reshape(-1)
+        self._gn_cache = (key, (F, sign))
+        return F, sign
 
     def hvp(self, V, indices=None):
         """``H V``; a tensor ``V`` (float64, on the device) gives a tensor back, unmoved.
@@ -766,12 +775,6 @@ class TorchAdapter(ModelAdapter):
         V = V.reshape(self.n_params, -1)
         Vt = self.asarray(V.T)  # (m, P) in the net's dtype
         Vd = self._unflat(Vt, batch=True)
-        if indices is None:
-            data, w = self._hessian_data()
-        else:  # a mini-batch Hessian (for stochastic solvers)
-            data = self.take(self._train, indices)
-            w = self._w[torch.as_tensor(np.asarray(indices), device=self.device)]
-            w = w * (self._w.sum() / w.sum())
         factor = None
         if indices is None and self.hessian_kind == "gauss-newton":
             factor = self._gauss_newton_factor()
@@ -779,6 +782,12 @@ class TorchAdapter(ModelAdapter):
             F, sign = factor
             total = ((F @ Vt.T) * sign[:, None]).T @ F
         else:
+            if indices is None:
+                data, w = self._hessian_data()
+            else:  # a mini-batch Hessian (for stochastic solvers)
+                data = self.take(self._train, indices)
+                w = self._w[torch.as_tensor(np.asarray(indices), device=self.device)]
+                w = w * (self._w.sum() / w.sum())
             total = torch.zeros_like(Vt)
             m = Vt.shape[0]
             with _eval_mode(self.module):
@@ -934,6 +943,12 @@ class TorchAdapter(ModelAdapter):
 
     def hessian(self):
         P = self.n_params
+        factor = self._gauss_newton_factor() if self.hessian_kind == "gauss-newton" else None
+        if factor is not None:  # F^T diag(s) F in one product, in the net's dtype
+            F, sign = factor
+            H = ((F.T * sign) @ F).cpu().double().numpy()
+            H[np.diag_indices(P)] += self._lam_t.double().cpu().numpy()
+            return (H + H.T) / 2
         # columns of H as HVPs with chunks of the identity, built on the device; a
         # chunk of HESSIAN_CHUNK columns keeps each HVP's row blocks large (an HVP's
         # row block shrinks as its columns grow)

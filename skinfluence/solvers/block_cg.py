@@ -4,12 +4,16 @@ The breakdown-free block CG of Ji & Li (2017): every column of ``B`` is solved
 over the *block* Krylov space that all columns generate together, so a block of
 ``s`` columns grows the search space by up to ``s`` directions per iteration
 (one Hessian product of at most ``s`` columns) instead of one per column. On a
-model of ``P`` parameters a block of ``s`` columns is solved exactly after about
-``P / s`` iterations, and the top eigenvalues that slow plain CG down are
-resolved by the block for free. Each block of search directions is
-orthonormalised with its numerically dependent directions dropped, which is
-what keeps the method from breaking down when columns (or the residuals of a
-nearly solved block) become linearly dependent.
+model of ``P`` parameters a block of ``s`` columns is solved exactly after
+``ceil(P / s)`` iterations in exact arithmetic (a few more in floating point),
+and the top eigenvalues that slow plain CG down are resolved by the block for
+free. The block iterates until every column has reached the tolerance; columns
+that reached it earlier stay in the block (dropping them would break the
+conjugacy of later search directions with earlier ones) and keep improving.
+Each block of search directions is orthonormalised with its numerically
+dependent directions dropped, which is what keeps the method from breaking down
+when columns (or the residuals of a nearly solved block) become linearly
+dependent.
 
 Started from zero, each column's iterate is the ``H``-orthogonal projection of
 its solution onto the search space, so ``b^T x_k`` approaches ``b^T H^-1 b``
@@ -82,7 +86,7 @@ def block_cg(matvec, B, tol, max_iter, *, xp, on_negative, precondition=None):
     rel = xp.col_dots(R, R) ** 0.5 / bnorm
     P = Q = D_inv = None
     it = 0
-    while bool((rel > tol).any()) and it < max_iter:
+    while not bool((rel <= tol).all()) and it < max_iter:  # a NaN residual is not done
         Z = R if precondition is None else precondition(R)
         if P is not None:  # A-conjugate to the previous block: Z + P beta
             Z = Z - P @ D_inv(Q.T @ Z)
@@ -108,6 +112,11 @@ def block_cg(matvec, B, tol, max_iter, *, xp, on_negative, precondition=None):
         X = X + P @ Lam
         R = R - Q @ Lam
         rel = xp.col_dots(R, R) ** 0.5 / bnorm
+        if not xp.all_finite(rel):
+            raise NonFiniteError(
+                "Block conjugate gradient overflowed (inf or NaN residuals): the Hessian "
+                "plus damping is too close to singular; add damping."
+            )
         it += 1
     return X, rel, it
 

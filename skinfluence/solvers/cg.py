@@ -30,11 +30,13 @@ class CGSolver(HessianSolver):
 
     Columns of ``B`` are solved in blocks of ``block_size`` by block CG: the
     columns of a block share one Krylov space, so each iteration (one Hessian
-    product with the block) adds up to ``block_size`` search directions, and a
-    block solves a ``P``-parameter model after about ``P / block_size``
-    iterations at most. With ``block_size=1`` every column runs its own CG
+    product with the block) adds up to as many search directions as the block
+    has columns; in exact arithmetic a block of ``s`` columns solves a
+    ``P``-parameter model in at most ``ceil(P / s)`` iterations (rounding adds a
+    few). A block iterates until every one of its columns has reached ``tol``.
+    With ``block_size=1`` (and for a single column) every column runs its own CG
     recursion (vectorised: one product per iteration for all columns, converged
-    columns dropped). Every column is solved to ``tol`` either way;
+    columns dropped). Either way every column ends within ``tol``;
     non-convergence after ``max_iter`` iterations is a
     :class:`~sklearn.exceptions.ConvergenceWarning` that gives the worst
     residual, and negative curvature is an error.
@@ -68,7 +70,8 @@ class CGSolver(HessianSolver):
         ``||x_k - H^-1 b||_H^2 <= ||r_k||^2 / lambda_min``: second order in the
         residual, so the form's relative error is at most ``cond(H) * quadratic_tol**2``
         (``cond(H) * tol`` by default; measured on 1,257 digits, a multinomial
-        logistic regression: 1e-5 of the largest value at the default ``tol``).
+        logistic regression: 2.7e-7 of the largest value at the default ``tol``
+        with block CG, 6e-6 with ``block_size=1``).
     rank : int >= 1 or None, default=None
         Eigenpairs of the "lowrank" preconditioner; None means 50 (fewer for a
         small model).
@@ -185,6 +188,11 @@ class CGSolver(HessianSolver):
 
     def _solve(self, B, tol, quadratic):
         B, host = self._native(B)
+        if not self.backend.all_finite(B):
+            raise NonFiniteError(
+                "The right-hand sides given to conjugate gradient hold NaN or inf (a "
+                "gradient overflowed): standardise the features (or targets)."
+            )
         B = self._project(B)
         squeeze = B.ndim == 1
         B = B.reshape(B.shape[0], -1)
@@ -196,7 +204,7 @@ class CGSolver(HessianSolver):
         tol = max(tol, np.finfo(float).eps)
         max_iter = self.max_iter or 10 * B.shape[0]
         size = DEFAULT_BLOCK_SIZE if self.block_size is None else int(self.block_size)
-        if size == 1:
+        if size == 1 or B.shape[1] == 1:  # a block of one column is CG itself
             X, worst, active, it = self._parallel_cg(B, tol, max_iter)
         else:
             X, worst, active, it = self._block_cg(B, tol, max_iter, size)
