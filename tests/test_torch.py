@@ -278,6 +278,44 @@ def test_float32_model_tracks_float64(iris):
     np.testing.assert_allclose(ex32.self_influence(), ex64.self_influence(), rtol=1e-2)
 
 
+class _CauchyLoss(torch.nn.Module):
+    """``log(1 + r^2)``: its curvature in the output is negative where ``|r| > 1``."""
+
+    def forward(self, out, y):
+        return torch.log1p((out - y) ** 2).mean()
+
+
+def test_gauss_newton_factor_keeps_the_sign_of_an_indefinite_output_curvature():
+    """A robust regression loss whose curvature in the net's output changes sign:
+    the factor's rows carry ``sign(e)``, so its products equal the streamed ones."""
+    from skorch import NeuralNetRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4))
+    y = (X @ rng.normal(size=(4, 1)) + 2.0 * rng.standard_t(1, size=(80, 1))).astype(float)
+    torch.manual_seed(0)
+    net = NeuralNetRegressor(
+        MLP,
+        module__n_out=1,
+        criterion=_CauchyLoss,
+        optimizer__weight_decay=1e-2,
+        train_split=None,
+        verbose=0,
+    )
+    net = train_full_batch(net, X, y, steps=200)
+    opts = {"hessian": "gauss-newton", "damping": 1.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # not trained to an optimum
+        ex = InfluenceExplainer(FrozenEstimator(net), **opts).fit(X, y)
+        small = InfluenceExplainer(FrozenEstimator(net), working_memory=1e-5, **opts).fit(X, y)
+    ad = ex._adapter
+    V = np.random.default_rng(1).normal(size=(ad.n_params, 3))
+    np.testing.assert_allclose(ad.hvp(V), small._adapter.hvp(V), rtol=1e-10, atol=1e-13)
+    F, sign = ad._gn_cache[1]
+    assert (sign < 0).any() and (sign > 0).any()  # both kinds of rows are in use
+    assert small._adapter._gn_cache[1] is None
+
+
 def test_matmul_precision_rounds_only_the_influence_products(mlp_net, iris, mlp_direct):
     """bfloat16 products: with u = 2^-8 (bfloat16's unit roundoff), rounding both
     factors costs at most (2u + u^2) |G| |M| per entry and rounding each layer's
