@@ -54,7 +54,11 @@ class CGSolver(HessianSolver):
     block_size : int >= 1 or None, default=None
         Columns solved together by block CG; None means 64. Larger blocks take
         fewer iterations (each a product of the whole block) at an extra cost of
-        about ``n_params * block_size**2`` per iteration; 1 is plain CG.
+        about ``7 * n_params * block_size`` flops per column and iteration; 1 is
+        plain CG. Where an HVP is cheap next to that (sparse linear models)
+        smaller blocks win: on 2,000 x 5,000 sparse counts 16 columns took 5.0 s
+        for self-influence, 64 took 6.6 s, 256 took 8.3 s, plain CG 14.2 s;
+        on dense digits (a costlier HVP) 256 columns were twice as fast as 64.
     preconditioner : {None, "lowrank", "kfac", "ekfac"}, default=None
         Built once at fit and applied at every iteration; CG still solves the
         exact (damped) system to ``tol``, so the answer is unchanged and only the
