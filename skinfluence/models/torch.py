@@ -629,8 +629,11 @@ class TorchAdapter(ModelAdapter):
             return self._grads(data).double().cpu().numpy()
 
     def _product(self, A, B):
-        """``A @ B`` at :attr:`matmul_precision`; bfloat16 products come back in float32
-        (or the net's dtype when wider), so that the layers' parts add up in it."""
+        """``A @ B`` at :attr:`matmul_precision`.
+
+        A bfloat16 product comes back in float32 (or the net's dtype when wider), so
+        that the layers' parts add up in it.
+        """
         if self.matmul_precision == "bfloat16":
             wide = torch.promote_types(self.dtype, torch.float32)
             return (A.to(torch.bfloat16) @ B.to(torch.bfloat16)).to(wide)
