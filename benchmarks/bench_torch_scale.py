@@ -298,17 +298,28 @@ def run_cnn(table, args):
         peers(table, "cnn", module, Xtr, ytr, Xte, yte, ref, pydvl_defaults=False)
 
 
+def linear_run(model, Xtr, ytr, Xte=None, yte=None, **kw):
+    """``(self-influence, influence or None, info)`` of a fitted linear model, timed:
+    ``info["seconds"]`` (= ``"self_s"``) is fit plus self-influence."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        ex = InfluenceExplainer(model, **kw).fit(Xtr, ytr)
+        s = ex.self_influence()
+        t1 = time.perf_counter()
+        I = None if Xte is None else ex.influence(Xte, yte)
+        t2 = time.perf_counter()
+    info = {"seconds": t1 - t0, "self_s": t1 - t0, "influence_s": t2 - t1}
+    return s, I, {**info, "summary": ex.solver_summary_}
+
+
 def run_w5b(table, args):
     Xtr, ytr, _, _ = digits()
     lr = LogisticRegression(max_iter=5000, tol=1e-10).fit(Xtr, ytr)
 
     def timed(**kw):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            ex = InfluenceExplainer(lr, **kw).fit(Xtr, ytr)
-            s = ex.self_influence()
-        return s, {"seconds": time.perf_counter() - t0, "summary": ex.solver_summary_}
+        s, _, info = linear_run(lr, Xtr, ytr, **kw)
+        return s, info
 
     ref, info = timed(solver="direct")
     row(table, "w5b", "direct (reference)", ref, ref, info)
@@ -345,15 +356,7 @@ def run_text(table, args):
     lr = LogisticRegression(C=1.0, max_iter=5000, tol=1e-10).fit(Xtr, ytr)
 
     def timed(**kw):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            ex = InfluenceExplainer(lr, **kw).fit(Xtr, ytr)
-            s = ex.self_influence()
-            t1 = time.perf_counter()
-            I = ex.influence(Xte, yte)
-            t2 = time.perf_counter()
-        return s, I, {"self_s": t1 - t0, "influence_s": t2 - t1, "summary": ex.solver_summary_}
+        return linear_run(lr, Xtr, ytr, Xte, yte, **kw)
 
     ref_s, ref_I, info = timed(solver="direct")
     configs = (
