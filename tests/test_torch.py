@@ -432,11 +432,14 @@ def test_errors_and_warnings(mlp_net, iris):
 
 def test_split_adamw_and_non_decomposable_loss(iris):
     X, y = iris
+    # untrained nets are indefinite: over 30 initialisations the damping that made
+    # the Hessian definite was at most 1.2, so 5 is safe whatever the test order
+    torch.manual_seed(0)
     with pytest.warns(UserWarning, match="train_split"):
         net = NeuralNetClassifier(
             MLP, criterion=torch.nn.CrossEntropyLoss, optimizer__weight_decay=1e-2, verbose=0
         ).initialize()
-        InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X, y)
+        InfluenceExplainer(FrozenEstimator(net), damping=5.0).fit(X, y)
     with pytest.warns(UserWarning, match="AdamW"):
         net = NeuralNetClassifier(
             MLP,
@@ -445,7 +448,7 @@ def test_split_adamw_and_non_decomposable_loss(iris):
             train_split=None,
             verbose=0,
         ).initialize()
-        InfluenceExplainer(FrozenEstimator(net), damping=1.0).fit(X, y)
+        InfluenceExplainer(FrozenEstimator(net), damping=5.0).fit(X, y)
 
     class MaxLossNet(NeuralNet):
         def get_loss(self, y_pred, y_true, *args, **kwargs):
