@@ -27,6 +27,7 @@ Usage::
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -102,6 +103,24 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
+@contextlib.contextmanager
+def local_cluster(workers):
+    """A client of a LocalCluster of ``workers`` processes, one thread each, no limits."""
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
 def run_dask(n, d, chunk, workers, n_test, persist=False):
     import dask.array as da  # noqa: F401
     import distributed
@@ -114,16 +133,7 @@ def run_dask(n, d, chunk, workers, n_test, persist=False):
     X, y = make_data(n, d, chunk)
     Xt, yt = test_points(d, n_test)
     out = {"path": "dask", "n": n, "d": d, "chunk": chunk, "workers": workers}
-    with (
-        distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            memory_limit=None,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with local_cluster(workers) as client:
         if persist:  # the rows held in the workers' memory: the scheduling overhead alone
             X, y = client.persist([X, y])
             distributed.wait([X, y])

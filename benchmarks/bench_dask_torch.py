@@ -32,7 +32,14 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_dask import in_fresh_process, make_data, peak_rss_mib, test_points, timed
+from bench_dask import (
+    in_fresh_process,
+    local_cluster,
+    make_data,
+    peak_rss_mib,
+    test_points,
+    timed,
+)
 
 DAMPING = 1e-3
 
@@ -89,7 +96,6 @@ def run(path, n, d, chunk, workers, n_test, malloc="dask"):
         out["peak_rss_mib"] = peak_rss_mib()
     else:
         import dask
-        import distributed
 
         if malloc == "large":
             dask.config.set(
@@ -98,16 +104,7 @@ def run(path, n, d, chunk, workers, n_test, malloc="dask"):
         out["malloc"] = malloc
         Xd, yd = make_data(n, d, chunk)
         Xd = Xd.astype(np.float32)
-        with (
-            distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                memory_limit=None,
-            ) as cluster,
-            distributed.Client(cluster) as client,
-        ):
+        with local_cluster(workers) as client:
             out["explainer_fit_s"], ex = timed(lambda: ex.fit(Xd, yd))
             with tempfile.TemporaryDirectory() as tmp:
                 out["influence_s"], _ = timed(

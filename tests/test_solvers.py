@@ -350,3 +350,16 @@ def test_block_cg_reports_non_convergence_and_indefiniteness():
     damped = CGSolver(block_size=3, damping=_advised(e.value)).fit(_Toy(INDEFINITE))
     X = damped.solve(np.eye(6)[:, :3])
     assert np.isfinite(X).all()
+
+
+def test_split_columns_covers_every_column_in_near_equal_blocks():
+    from skinfluence.solvers.block_cg import split_columns
+
+    for m, size in [(0, 64), (1, 64), (64, 64), (65, 64), (23, 5), (1257, 64)]:
+        blocks = split_columns(m, size)
+        covered = [i for b in blocks for i in range(m)[b]]
+        assert covered == list(range(m))
+        lengths = [b.stop - b.start for b in blocks]
+        assert all(0 < n <= size for n in lengths)
+        assert len(blocks) == -(-m // size)  # ceil(m / size)
+        assert not lengths or max(lengths) - min(lengths) <= 1

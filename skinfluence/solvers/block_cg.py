@@ -38,6 +38,20 @@ def orthonormal_basis(xp, Z, rtol=RANK_RTOL):
     Columns are scaled to unit norm first (so a small residual's directions count
     as much as a large one's), then orthonormalised twice through the eigenvectors
     of their Gram matrix; the second pass restores orthogonality to rounding.
+
+    Parameters
+    ----------
+    xp : Backend
+        The arrays' backend.
+    Z : native array (n, m)
+        The columns to span; zero columns are ignored.
+    rtol : float, default=RANK_RTOL
+        Gram eigenvalues below ``rtol`` times the largest are dropped.
+
+    Returns
+    -------
+    Q : native array (n, r)
+        Orthonormal columns, ``r <= m`` the numerical rank of ``Z``.
     """
     norms = xp.col_dots(Z, Z) ** 0.5
     Q = Z[:, xp.flatnonzero(norms > 0)]
@@ -122,7 +136,21 @@ def block_cg(matvec, B, tol, max_iter, *, xp, on_negative, precondition=None):
 
 
 def split_columns(m, size):
-    """Column slices of at most ``size`` (an equal split, so no block is a sliver)."""
+    """Column slices of at most ``size`` (an equal split, so no block is a sliver).
+
+    Parameters
+    ----------
+    m : int
+        Number of columns.
+    size : int
+        Largest block.
+
+    Returns
+    -------
+    blocks : list of slice
+        Consecutive slices covering ``range(m)``, ``ceil(m / size)`` of them, whose
+        lengths differ by at most one.
+    """
     n_blocks = max(1, int(np.ceil(m / size)))
     edges = np.linspace(0, m, n_blocks + 1).round().astype(int)
     return [slice(a, b) for a, b in itertools.pairwise(edges) if b > a]
