@@ -97,6 +97,14 @@ def in_fresh_process(script, cfg):
     return row
 
 
+def save_rows(path, rows):
+    """The rows as JSON, with the machine they were measured on."""
+    with open(path, "w") as f:
+        json.dump(
+            {"machine": platform.platform(), "cpus": os.cpu_count(), "rows": rows}, f, indent=1
+        )
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -237,10 +245,7 @@ def main():
             rows.append(in_fresh_process(__file__, cfg))
     print_table(rows)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"machine": platform.platform(), "cpus": os.cpu_count(), "rows": rows}, f, indent=1
-            )
+        save_rows(args.json, rows)
 
 
 def print_table(rows):

@@ -25,7 +25,6 @@ Usage::
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 
@@ -37,6 +36,7 @@ from bench_dask import (
     local_cluster,
     make_data,
     peak_rss_mib,
+    save_rows,
     test_points,
     timed,
 )
@@ -155,10 +155,7 @@ def main():
         r["self_influence_max_rel_diff"] = float(np.max(np.abs(si - ref) / np.abs(ref).max()))
     print_table(rows)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"machine": platform.platform(), "cpus": os.cpu_count(), "rows": rows}, f, indent=1
-            )
+        save_rows(args.json, rows)
 
 
 def print_table(rows):
